@@ -1,0 +1,28 @@
+# The two commands a newcomer types: `make main` and `make test`.
+# Everything else here is what they need on a fresh machine.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SANSPI := $(VENV)/bin/sanspi
+
+.PHONY: main test venv
+
+# The project's environment: a venv over Debian's /usr/bin/python3 with the
+# system site packages, so Debian's python3-pyverbs imports in it (LAB.md).
+$(VENV)/.installed: pyproject.toml
+	@test -x /usr/bin/python3 || { echo "make: /usr/bin/python3 is missing (apt-get install python3)"; exit 1; }
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# Main job: prove the model's invariants, then check conformance of the
+# default (software) provider against the model.
+main: venv
+	$(SANSPI) prove
+	$(SANSPI) spec
+
+# Every test: host tests, then the rxe leg inside the lab guest.
+test: venv
+	$(PY) -m pytest -m "not rxe"

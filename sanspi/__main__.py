@@ -1,0 +1,5 @@
+import sys
+
+from sanspi.cli import main
+
+sys.exit(main())

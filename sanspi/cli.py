@@ -1,0 +1,58 @@
+"""The ``sanspi`` command line: one subcommand per job.
+
+Each subcommand lives with the code it drives and registers itself through a
+``register(subparsers)`` function; this module only collects them, so the
+CLI never grows a second copy of any job's logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: (module, help) of each subcommand's home; a module registers its parser.
+SUBCOMMANDS = (
+    "sanspi.spec.cli",
+    "sanspi.proof.cli",
+    "sanspi.lab.cli",
+)
+
+
+class UsageError(Exception):
+    """Bad input at the command line: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sanspi",
+        description="Reference oracle for the WSD SAN SPI memory and RDMA extensions.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as exc:
+        print(f"sanspi {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sanspi {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
