@@ -1,0 +1,329 @@
+"""The model's safety properties, written once over ``ops``.
+
+Two kinds:
+
+* ``STATE_INVARIANTS``: predicates on one state. The prover shows each is
+  inductive (Init => Inv, Inv and T => Inv'); the Hypothesis tests evaluate
+  them after every step.
+* ``STEP_PROPERTIES``: predicates on one step (pre-state, transition, its
+  arguments, the resulting ``Step``). The prover shows Inv and T => P for
+  every transition; the tests evaluate them on every step taken.
+
+Each names the spec clause(s) it states. Where a property needed help to be
+provable by induction, the helper invariant says so in its docstring.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+from sanspi.model.constants import (
+    CLOSED,
+    CONNECTED,
+    ERRORED,
+    KIND_LOCAL,
+    KIND_RDMA,
+    MEM_READ,
+    MEM_WRITE,
+    OK,
+    RECV_DONE,
+    RECV_IDLE,
+    RECV_POSTED,
+    WSA_IO_PENDING,
+)
+from sanspi.model.ops import Ops
+from sanspi.model.state import HOSTS, Config, Slot, State, empty_slot
+from sanspi.model.transitions import (
+    Step,
+    cached,
+    contains,
+    find,
+    get_ep,
+    grants,
+    live,
+    live_registration,
+    range_mapped,
+    total_length,
+    valid_flags,
+)
+
+
+def _all_slots(s: State):
+    for h in range(HOSTS):
+        for i, sl in enumerate(s.hosts[h].slots):
+            yield h, i, sl
+
+
+def _is_empty(ops: Ops, sl: Slot) -> Any:
+    return ops.and_(*[getattr(sl, f.name) == f.default for f in attrs.fields(Slot) if f.name != "used"])
+
+
+# --- state invariants --------------------------------------------------------
+
+
+def inv_slots_well_formed(cfg: Config, s: State, ops: Ops) -> Any:
+    """REG-02, REG-04, ACC-01: a registration has a kind, valid flags, a
+    non-empty range inside the address space, a socket and an issued id;
+    an unused slot is all zeros. Reference counts are never negative."""
+    conds = []
+    for _, _, sl in _all_slots(s):
+        conds.append(ops.implies(sl.used, ops.and_(
+            ops.or_(sl.kind == KIND_LOCAL, sl.kind == KIND_RDMA),
+            valid_flags(ops, sl.flags),
+            sl.length >= 1, sl.addr >= 0, sl.addr + sl.length <= cfg.memsize,
+            sl.sock >= 0, sl.sock < cfg.sockets,
+            sl.refs >= 0, sl.rid >= 1, sl.rid < s.next_id,
+        )))
+        conds.append(ops.implies(ops.not_(sl.used), _is_empty(ops, sl)))
+    return ops.and_(s.next_id >= 1, *conds)
+
+
+def inv_cached_only_with_cache(cfg: Config, s: State, ops: Ops) -> Any:
+    """DEREG-04, CACHE-01: a registration outlives its last reference only in
+    a provider that has the cache (and so the callback)."""
+    return ops.and_(*[ops.implies(cached(ops, sl), cfg.has_cache) for _, _, sl in _all_slots(s)])
+
+
+def inv_pinned(cfg: Config, s: State, ops: Ops) -> Any:
+    """CACHE-02, CACHE-04, MEM-04: every registration, cached or live, lies
+    in mapped memory: none overlaps a range the application released."""
+    return ops.and_(*[
+        ops.implies(sl.used, range_mapped(ops, cfg, s.hosts[h], sl.addr, sl.length))
+        for h, _, sl in _all_slots(s)
+    ])
+
+
+def inv_socket_open(cfg: Config, s: State, ops: Ops) -> Any:
+    """SOCK-02, CACHE-06: no registration outlives its socket."""
+    return ops.and_(*[
+        ops.implies(sl.used, get_ep(ops, s.hosts[h], sl.sock).conn != CLOSED)
+        for h, _, sl in _all_slots(s)
+    ])
+
+
+def inv_unique_ids(cfg: Config, s: State, ops: Ops) -> Any:
+    """REG-07: handles and descriptor ids are unique among registrations of
+    both hosts."""
+    slots = list(_all_slots(s))
+    return ops.and_(*[
+        ops.implies(ops.and_(a.used, b.used), a.rid != b.rid)
+        for n, (_, _, a) in enumerate(slots) for (_, _, b) in slots[n + 1:]
+    ])
+
+
+def inv_unique_keys(cfg: Config, s: State, ops: Ops) -> Any:
+    """REG-05, CACHE-02: one registration per (kind, socket, buffer, flags)
+    on a host, so a repeated registration has exactly one entry to count on."""
+    conds = []
+    for h in range(HOSTS):
+        slots = s.hosts[h].slots
+        for i, a in enumerate(slots):
+            for b in slots[i + 1:]:
+                same = ops.and_(a.used, b.used, a.kind == b.kind, a.sock == b.sock,
+                                a.addr == b.addr, a.length == b.length, a.flags == b.flags)
+                conds.append(ops.not_(same))
+    return ops.and_(*conds)
+
+
+def inv_receives(cfg: Config, s: State, ops: Ops) -> Any:
+    """XFER-02, DEREG-03: a posted receive sits on a connected endpoint in a
+    live local registration of its socket that grants MEM_WRITE; an endpoint
+    holds no receive fields it is not using."""
+    conds = []
+    for h in range(HOSTS):
+        host = s.hosts[h]
+        for sock, ep in enumerate(host.eps):
+            posted = ep.recv == RECV_POSTED
+            holder = ops.or_(*[
+                ops.and_(live_registration(ops, sl, KIND_LOCAL, sock, ep.recv_handle),
+                         grants(ops, sl.flags, MEM_WRITE),
+                         contains(ops, sl.addr, sl.length, ep.recv_addr, ep.recv_len))
+                for sl in host.slots
+            ])
+            conds += [
+                ops.or_(ep.recv == RECV_IDLE, posted, ep.recv == RECV_DONE),
+                ops.implies(posted, ops.and_(ep.conn == CONNECTED, ep.recv_len >= 1, holder)),
+                ops.implies(ops.not_(posted),
+                            ops.and_(ep.recv_handle == 0, ep.recv_addr == 0, ep.recv_len == 0)),
+                ops.implies(ep.recv == RECV_IDLE, ops.and_(ep.recv_status == 0, ep.recv_bytes == 0)),
+                ops.implies(ep.conn == CLOSED, ep.recv == RECV_IDLE),
+            ]
+    return ops.and_(*conds)
+
+
+def inv_connections_symmetric(cfg: Config, s: State, ops: Ops) -> Any:
+    """SOCK-01, CONN-01: both ends of a connection are in the same state."""
+    a, b = s.hosts[0].eps, s.hosts[1].eps
+    return ops.and_(*[
+        ops.and_(ops.or_(x.conn == CLOSED, x.conn == CONNECTED, x.conn == ERRORED), x.conn == y.conn)
+        for x, y in zip(a, b)
+    ])
+
+
+def inv_startups_bounded(cfg: Config, s: State, ops: Ops) -> Any:
+    """START-04: a provider never accepts more startups than its limit."""
+    return ops.and_(*[ops.and_(h.startups >= 0, h.startups <= cfg.max_startups) for h in s.hosts])
+
+
+STATE_INVARIANTS: dict[str, Callable[[Config, State, Ops], Any]] = {
+    f.__name__.removeprefix("inv_"): f
+    for f in (
+        inv_slots_well_formed,
+        inv_cached_only_with_cache,
+        inv_pinned,
+        inv_socket_open,
+        inv_unique_ids,
+        inv_unique_keys,
+        inv_receives,
+        inv_connections_symmetric,
+        inv_startups_bounded,
+    )
+}
+
+
+# --- step properties ---------------------------------------------------------
+
+RDMA_OPS = ("rdma_write", "rdma_read")
+DATA_OPS = RDMA_OPS + ("send",)
+
+
+def _target(ops: Ops, s: State, a: Any) -> tuple[Any, Slot]:
+    """The peer's live RDMA registration the descriptor names, if any."""
+    peer = ops.select(s.hosts, 1 - a.host, s.hosts[0])
+    found, idx = find(ops, peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
+    return found, ops.select(peer.slots, idx, empty_slot())
+
+
+def _local_handles_live(ops: Ops, s: State, a: Any, need: int) -> Any:
+    host = ops.select(s.hosts, a.host, s.hosts[0])
+    conds = []
+    for sge in a.sges:
+        conds.append(ops.or_(*[
+            ops.and_(live_registration(ops, sl, KIND_LOCAL, a.sock, sge.handle), grants(ops, sl.flags, need),
+                     contains(ops, sl.addr, sl.length, sge.addr, sge.length))
+            for sl in host.slots
+        ]))
+    return ops.and_(*conds)
+
+
+def prop_write_needs_permission(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """RDMA-06, ACC-02, ACC-03 (invariant 1): a successful RDMA write goes to a
+    live RDMA registration of the peer on this connection that grants
+    MEM_WRITE, inside it at the offset, from live local sources granting
+    MEM_READ."""
+    if name != "rdma_write":
+        return True
+    found, t = _target(ops, s, a)
+    ok = ops.and_(found, grants(ops, t.flags, MEM_WRITE), a.offset >= 0,
+                  a.offset + total_length(a.sges) <= t.length, _local_handles_live(ops, s, a, MEM_READ))
+    return ops.implies(step.status == OK, ok)
+
+
+def prop_read_needs_permission(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """RDMA-07, ACC-02, ACC-03 (invariant 2): a successful RDMA read needs
+    MEM_READ on the remote registration and local sinks registered with
+    MEM_WRITE."""
+    if name != "rdma_read":
+        return True
+    found, t = _target(ops, s, a)
+    ok = ops.and_(found, grants(ops, t.flags, MEM_READ), a.offset >= 0,
+                  a.offset + total_length(a.sges) <= t.length, _local_handles_live(ops, s, a, MEM_WRITE))
+    return ops.implies(step.status == OK, ok)
+
+
+def prop_no_revived_descriptor(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """RDEREG-02, CACHE-03, CACHE-04 (invariant 3): a descriptor that is not
+    live stays dead: every RDMA registration that becomes live carries an id
+    never issued before. With prop_*_needs_permission (success only through
+    live registrations) no operation succeeds through a descriptor after its
+    deregistration or the callback's release."""
+    conds = []
+    for h in range(HOSTS):
+        for pre, post in zip(s.hosts[h].slots, step.next.hosts[h].slots):
+            became_live = ops.and_(live(ops, post), post.kind == KIND_RDMA,
+                                   ops.not_(ops.and_(live(ops, pre), pre.kind == KIND_RDMA, pre.rid == post.rid)))
+            conds.append(ops.implies(became_live, post.rid >= s.next_id))
+    return ops.and_(step.next.next_id >= s.next_id, *conds)
+
+
+def prop_errored_connection_fails(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """CONN-02 (invariant 7): on a connection in the error state no data
+    transfer succeeds."""
+    if name not in DATA_OPS + ("post_recv",):
+        return True
+    ep = get_ep(ops, ops.select(s.hosts, a.host, s.hosts[0]), a.sock)
+    return ops.implies(ep.conn == ERRORED, ops.and_(step.status != OK, step.status != WSA_IO_PENDING))
+
+
+def prop_refcount_release(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """DEREG-02, DEREG-04, RDEREG-03, CACHE-04, SOCK-02 (invariant 5): a live
+    registration disappears only when its last reference is dropped by a
+    provider without cache, or when its socket closes; a cached one only by
+    the callback or close."""
+    conds = []
+    for h in range(HOSTS):
+        for pre, post in zip(s.hosts[h].slots, step.next.hosts[h].slots):
+            gone = ops.and_(pre.used, ops.not_(post.used))
+            if name == "close":
+                allowed = pre.sock == a.conn
+            elif name in ("deregister_memory", "deregister_rdma_memory"):
+                allowed = ops.and_(pre.refs == 1, ops.not_(cfg.has_cache))
+            elif name == "cache_callback":
+                allowed = pre.refs == 0
+            else:
+                allowed = False
+            conds.append(ops.implies(gone, allowed))
+            # a count changes by at most one per call
+            conds.append(ops.implies(ops.and_(pre.used, post.used, pre.rid == post.rid),
+                                     ops.or_(post.refs == pre.refs, post.refs == pre.refs + 1,
+                                             post.refs == pre.refs - 1)))
+    return ops.and_(*conds)
+
+
+def written_ranges(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> list[tuple[Any, Any, Any, Any]]:
+    """(when, host, addr, length): where a step may change memory (MEM-03,
+    MEM-01, RDMA-06, RDMA-07, XFER-03). Anything else must stay as it was."""
+    ok = step.status == OK
+    if name == "app_write":
+        return [(True, a.host, a.addr, a.length)]
+    if name == "alloc":
+        return [(True, a.host, a.page * cfg.page_size, a.npages * cfg.page_size)]
+    if name == "rdma_write":
+        _, t = _target(ops, s, a)
+        return [(ok, 1 - a.host, t.addr + a.offset, total_length(a.sges))]
+    if name == "rdma_read":
+        return [(ok, a.host, sge.addr, sge.length) for sge in a.sges]
+    if name == "send":
+        pep = get_ep(ops, ops.select(s.hosts, 1 - a.host, s.hosts[0]), a.sock)
+        return [(ok, 1 - a.host, pep.recv_addr, total_length(a.sges))]
+    return []
+
+
+def frame_condition(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops, host: int, i: Any) -> Any:
+    """Invariant 8 at one byte: byte ``i`` of ``host`` changes only inside a
+    range the step writes."""
+    changed = ops.mem_get(step.next.hosts[host].mem, i) != ops.mem_get(s.hosts[host].mem, i)
+    inside = [ops.and_(when, h == host, addr <= i, i < addr + length)
+              for when, h, addr, length in written_ranges(cfg, name, s, a, step, ops)]
+    return ops.implies(changed, ops.or_(*inside))
+
+
+STEP_PROPERTIES: dict[str, Callable[..., Any]] = {
+    f.__name__.removeprefix("prop_"): f
+    for f in (
+        prop_write_needs_permission,
+        prop_read_needs_permission,
+        prop_no_revived_descriptor,
+        prop_errored_connection_fails,
+        prop_refcount_release,
+    )
+}
+
+
+def changed_bytes(before: bytes, after: bytes) -> list[int]:
+    """Concrete helper: the indices where two memories differ."""
+    if before == after:
+        return []
+    return [i for i, (x, y) in enumerate(zip(before, after)) if x != y]

@@ -1,0 +1,103 @@
+"""The model run on concrete values: what tests, the lockstep harness and
+``sanspi replay`` drive.
+
+``Model.outcomes`` lists every allowed outcome of a call (one, except where
+the SPI leaves the result open, RDMA-08); ``Model.take`` takes one of them
+and advances. Both go through the transition functions in TRANSITIONS with
+the concrete ops, so what runs here is exactly what the prover encodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from sanspi.model.invariants import STATE_INVARIANTS, STEP_PROPERTIES, changed_bytes, frame_condition
+from sanspi.model.ops import CONCRETE
+from sanspi.model.state import HOSTS, Config, State, init_state
+from sanspi.model.transitions import TRANSITIONS, Sge, Step
+
+
+class NotEnabled(Exception):
+    """The step's precondition does not hold: the environment may not take it.
+
+    This is a misuse of the model by its driver (a test or harness), never an
+    SPI result: bad SPI arguments are enabled steps with WSA error codes.
+    """
+
+
+class PropertyViolation(AssertionError):
+    """A model invariant or step property failed: a bug in the model."""
+
+
+def make_args(name: str, **kwargs: Any) -> Any:
+    """Build a transition's argument record; ``sges`` may be given as tuples."""
+    t = TRANSITIONS[name]
+    if "sges" in kwargs:
+        kwargs["sges"] = tuple(s if isinstance(s, Sge) else Sge(*s) for s in kwargs["sges"])
+    return t.args(**kwargs)
+
+
+@attrs.define
+class Model:
+    cfg: Config = attrs.field(factory=Config)
+    state: State = attrs.field(default=None)
+    check: bool = True  # evaluate every invariant and step property on each step
+
+    def __attrs_post_init__(self) -> None:
+        if self.state is None:
+            self.state = init_state(self.cfg)
+
+    def outcomes(self, name: str, args: Any) -> list[Step]:
+        """Every allowed outcome of ``name(args)`` from the current state."""
+        t = TRANSITIONS[name]
+        steps = []
+        for choice in range(t.choices):
+            a = attrs.evolve(args, choice=choice) if t.choices > 1 else args
+            step = t.fn(self.cfg, self.state, a, CONCRETE)
+            if step.enabled:
+                if self.check:
+                    self._check(name, a, step)
+                steps.append(step)
+        return steps
+
+    def enabled(self, name: str, args: Any) -> bool:
+        return bool(self.outcomes(name, args))
+
+    def take(self, step: Step) -> Step:
+        self.state = step.next
+        return step
+
+    def call(self, name: str, **kwargs: Any) -> Step:
+        """Run a call whose outcome is determined (or pick it with ``choice``)."""
+        choice = kwargs.pop("choice", None)
+        args = make_args(name, **kwargs)
+        steps = self.outcomes(name, args)
+        if not steps:
+            raise NotEnabled(f"{name}({args}) is not enabled here")
+        if choice is not None:
+            a = attrs.evolve(args, choice=choice)
+            steps = [TRANSITIONS[name].fn(self.cfg, self.state, a, CONCRETE)]
+            if not steps[0].enabled:
+                raise NotEnabled(f"{name} has no outcome {choice} here")
+        elif len(steps) > 1:
+            raise NotEnabled(f"{name} has {len(steps)} allowed outcomes here: pass choice=")
+        return self.take(steps[0])
+
+    def _check(self, name: str, args: Any, step: Step) -> None:
+        bad = [n for n, inv in STATE_INVARIANTS.items() if not inv(self.cfg, step.next, CONCRETE)]
+        bad += [n for n, p in STEP_PROPERTIES.items()
+                if not p(self.cfg, name, self.state, args, step, CONCRETE)]
+        for h in range(HOSTS):
+            for i in changed_bytes(self.state.hosts[h].mem, step.next.hosts[h].mem):
+                if not frame_condition(self.cfg, name, self.state, args, step, CONCRETE, h, i):
+                    bad.append(f"frame (host {h} byte {i})")
+                    break
+        if bad:
+            raise PropertyViolation(f"{name}({args}) breaks {', '.join(bad)}")
+
+    # --- reading the state, for tests and reports --------------------------
+
+    def memory(self, host: int, addr: int, length: int) -> bytes:
+        return self.state.hosts[host].mem[addr : addr + length]
