@@ -146,6 +146,10 @@ def guest_script(role: Role, cmd: list[str], *, repo: Path, venv_bin: Path,
         # Values are ours (no quotes inside); "$(...)"/"$dev" must expand.
         lines.append(f'export {key}="{value}"')
     lines.append(f"export PATH={shlex.quote(str(venv_bin))}:$PATH")
+    if not native:
+        # The guest sees the host's files read-only: Hypothesis keeps its
+        # example database on the guest's own /tmp instead of warning.
+        lines.append('export HYPOTHESIS_STORAGE_DIRECTORY="${HYPOTHESIS_STORAGE_DIRECTORY:-/tmp/hypothesis}"')
     if role.topology == "two-host":
         # The peer's link may come up a little later; wait for it (busybox
         # has ping, Debian's iputils may not be installed).
