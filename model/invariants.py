@@ -270,7 +270,7 @@ def prop_refcount_release(cfg: Config, name: str, s: State, a: Any, step: Step, 
                 allowed = pre.sock == a.conn
             elif name in ("deregister_memory", "deregister_rdma_memory"):
                 allowed = ops.and_(pre.refs == 1, ops.not_(cfg.has_cache))
-            elif name == "cache_callback":
+            elif name in ("cache_callback", "free"):
                 allowed = pre.refs == 0
             else:
                 allowed = False
@@ -310,6 +310,28 @@ def frame_condition(cfg: Config, name: str, s: State, a: Any, step: Step, ops: O
     return ops.implies(changed, ops.or_(*inside))
 
 
+def _total_refs(s: State) -> Any:
+    total = 0
+    for _, _, sl in _all_slots(s):
+        total = total + sl.refs
+    return total
+
+
+def prop_refcount_accounting(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """REG-05, RREG-04, DEREG-02, RDEREG-03: a successful registration adds
+    exactly one reference, a successful deregistration drops exactly one;
+    no other SPI call changes a count except close, which drops them all."""
+    before, after = _total_refs(s), _total_refs(step.next)
+    ok = step.status == OK
+    if name in ("register_memory", "register_rdma_memory"):
+        return ops.ite(ok, after == before + 1, after == before)
+    if name in ("deregister_memory", "deregister_rdma_memory"):
+        return ops.ite(ok, after == before - 1, after == before)
+    if name == "close":
+        return after <= before
+    return after == before
+
+
 STEP_PROPERTIES: dict[str, Callable[..., Any]] = {
     f.__name__.removeprefix("prop_"): f
     for f in (
@@ -318,6 +340,7 @@ STEP_PROPERTIES: dict[str, Callable[..., Any]] = {
         prop_no_revived_descriptor,
         prop_errored_connection_fails,
         prop_refcount_release,
+        prop_refcount_accounting,
     )
 }
 

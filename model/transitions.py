@@ -248,6 +248,17 @@ def cached(ops: Ops, sl: Slot) -> Any:
     return ops.and_(sl.used, sl.refs == 0)
 
 
+def within(ops: Ops, offset: Any, n: Any, length: Any) -> Any:
+    """RDMA-05: [offset, offset+n) lies inside a registration of ``length``."""
+    return ops.and_(offset >= 0, offset + n <= length)
+
+
+def keeps_id_on_cache_hit(kind: int) -> bool:
+    """CACHE-02, CACHE-03: a cache hit keeps a local handle but never a
+    descriptor, so a revoked descriptor cannot come back to life."""
+    return kind == KIND_LOCAL
+
+
 def live_registration(ops: Ops, sl: Slot, kind: int, sock: Any, rid: Any) -> Any:
     """REG-05, RREG-06: the live registration ``rid`` of ``kind`` on ``sock``."""
     return ops.and_(live(ops, sl), sl.kind == kind, sl.sock == sock, sl.rid == rid)
@@ -402,19 +413,23 @@ def alloc(cfg: Config, s: State, a: PagesArgs, ops: Ops) -> Step:
 
 
 def free(cfg: Config, s: State, a: PagesArgs, ops: Ops) -> Step:
-    """MEM-04: the application unmaps pages. The switch first has the
-    provider release cached registrations there (CACHE-04); a range that any
-    registration still covers is never freed."""
+    """MEM-04, CACHE-04: the application unmaps pages. The switch first calls
+    the provider's cache callback on the range (when it has one) and frees
+    whatever that answers; it never frees memory it still has registered."""
     host = get_host(ops, s, a.host)
     inside, bounds = _page_range(ops, cfg, a)
     all_mapped = ops.and_(*[ops.implies(inside[p], host.mapped[p]) for p in range(cfg.pages)])
     start, size = a.page * cfg.page_size, a.npages * cfg.page_size
-    unregistered = ops.and_(
-        *[ops.not_(ops.and_(sl.used, overlaps(ops, sl.addr, sl.length, start, size))) for sl in host.slots]
+    none_live = ops.and_(
+        *[ops.not_(ops.and_(live(ops, sl), overlaps(ops, sl.addr, sl.length, start, size))) for sl in host.slots]
     )
+    released = cache_callback(cfg, s, CallbackArgs(a.host, start, size), ops)
+    after = ops.ite(released.status == OK, released.next, s) if cfg.has_cache else s
+    host = get_host(ops, after, a.host)
     mapped = tuple(ops.and_(ops.not_(inside[p]), host.mapped[p]) for p in range(cfg.pages))
-    nxt = put_host(ops, s, a.host, attrs.evolve(host, mapped=mapped))
-    return Step(ops.and_(bounds, all_mapped, unregistered), OK, 0, nxt)
+    nxt = put_host(ops, after, a.host, attrs.evolve(host, mapped=mapped))
+    status = released.status if cfg.has_cache else OK
+    return Step(ops.and_(bounds, all_mapped, none_live), status, 0, nxt)
 
 
 def app_write(cfg: Config, s: State, a: FillArgs, ops: Ops) -> Step:
@@ -460,7 +475,7 @@ def _register(cfg: Config, s: State, a: Any, ops: Ops, kind: int, desc_len: Any)
     # A cache hit on a local buffer hands back its handle (CACHE-02); an RDMA
     # buffer re-exposed from the cache gets a new descriptor, so one revoked
     # by deregistration never works again (CACHE-03).
-    fresh_id = ops.ite(live_found, False, ops.ite(cached_found, kind == KIND_RDMA, True))
+    fresh_id = ops.ite(live_found, False, ops.ite(cached_found, not keeps_id_on_cache_hit(kind), True))
     rid = ops.ite(fresh_id, s.next_id, old.rid)
     new_slot = Slot(
         used=True, kind=kind, sock=a.sock, addr=a.addr, length=a.length, flags=a.flags,
@@ -547,7 +562,7 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
     found, idx = find(ops, peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
     target = ops.select(peer.slots, idx, empty_slot())
     remote_ok = ops.and_(
-        found, a.offset >= 0, a.offset + total <= target.length,
+        found, within(ops, a.offset, total, target.length),
         grants(ops, target.flags, MEM_WRITE if write else MEM_READ),
     )
     refused = ops.and_(local == OK, ops.not_(remote_ok))

@@ -217,16 +217,23 @@ def test_mem03_app_write_pattern(m):
 
 
 @clause("MEM-04", "CACHE-04")
-def test_mem04_free_only_unregistered(m):
+def test_mem04_free_calls_the_callback_first(m):
     h = reg(m, addr=PAGE, length=10)
-    with pytest.raises(NotEnabled):
+    with pytest.raises(NotEnabled):  # the switch never frees what it has registered
         m.call("free", host=0, page=1, npages=1)
-    m.call("deregister_memory", host=0, sock=0, rid=h)  # cached: still covers the page
-    with pytest.raises(NotEnabled):
-        m.call("free", host=0, page=1, npages=1)
-    assert m.call("cache_callback", host=0, addr=PAGE, size=PAGE).status == OK
-    m.call("free", host=0, page=1, npages=1)
+    m.call("deregister_memory", host=0, sock=0, rid=h)  # cached: still pinned
+    step = m.call("free", host=0, page=1, npages=1)
+    assert step.status == OK  # the callback released the cached registration
     assert not m.state.hosts[0].mapped[1]
+    assert not any(s.used for s in m.state.hosts[0].slots)
+    # nothing cached there: the callback says so, the memory is freed anyway
+    step = m.call("free", host=0, page=2, npages=1)
+    assert step.status == WSAEINVAL and not m.state.hosts[0].mapped[2]
+
+
+def test_free_without_cache_has_no_callback():
+    m = ready_model(Config(has_cache=False))
+    assert m.call("free", host=0, page=0, npages=1).status == OK
 
 
 # --- access ---------------------------------------------------------------------

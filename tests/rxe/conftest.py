@@ -27,7 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def verbs():
     """The RDMA helper module (imported here: the host leg has no pyverbs)."""
     try:
-        import rxe_verbs
+        from tests.rxe import rxe_verbs
     except ImportError as exc:
         pytest.fail(f"pyverbs is not importable ({exc}); Debian's python3-pyverbs "
                     f"in a --system-site-packages venv is needed: {SETUP_STEP}", pytrace=False)
