@@ -42,7 +42,19 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     def error(message: str) -> NoReturn:
         print(f"{parser.prog}: {message}", file=sys.stderr)
         sys.exit(2)
+
+    # Leftover arguments would travel up to the top-level parser, whose
+    # error prints the usage block too; refuse them here, in one line.
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        ns, extras = parse_known(args, namespace)
+        if extras:
+            error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
     parser.error = error  # type: ignore[method-assign]
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
