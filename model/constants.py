@@ -1,7 +1,6 @@
 """Numbers the SPI fixes: WSA error codes, registration flags, extension GUIDs.
 
-Values are Winsock's own (spec/common.md, clause EXT-01 and the notes'
-error table), so a result read off the model can be compared with a
+Values are Winsock's own (spec/extensions.md and the Winsock error table), so a result read off the model can be compared with a
 provider's byte for byte.
 """
 
@@ -121,5 +120,5 @@ def function_index(guid: uuid.UUID | bytes | str) -> int:
 POINTER_SIZE = 8
 
 #: Versions: the word carries the major version in the low byte (2.2 = 0x0202).
-LOWEST_VERSION = (2, 0)
+LOWEST_VERSION = (2, 2)  # the SAN extensions need Winsock 2.2
 HIGHEST_VERSION = (2, 2)

@@ -345,6 +345,24 @@ STEP_PROPERTIES: dict[str, Callable[..., Any]] = {
 }
 
 
+def violations(cfg: Config, name: str, pre: State, args: Any, step: Step,
+               invariants: dict | None = None, properties: dict | None = None) -> list[str]:
+    """The checks a concrete step breaks: every state invariant on the next
+    state, every step property, and the frame condition at each changed byte."""
+    from sanspi.model.ops import CONCRETE
+
+    invariants = STATE_INVARIANTS if invariants is None else invariants
+    properties = STEP_PROPERTIES if properties is None else properties
+    bad = [n for n, inv in invariants.items() if not inv(cfg, step.next, CONCRETE)]
+    bad += [n for n, p in properties.items() if not p(cfg, name, pre, args, step, CONCRETE)]
+    for h in range(HOSTS):
+        for i in changed_bytes(pre.hosts[h].mem, step.next.hosts[h].mem):
+            if not frame_condition(cfg, name, pre, args, step, CONCRETE, h, i):
+                bad.append("frame")
+                break
+    return bad
+
+
 def changed_bytes(before: bytes, after: bytes) -> list[int]:
     """Concrete helper: the indices where two memories differ."""
     if before == after:

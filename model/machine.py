@@ -13,9 +13,9 @@ from typing import Any
 
 import attrs
 
-from sanspi.model.invariants import STATE_INVARIANTS, STEP_PROPERTIES, changed_bytes, frame_condition
+from sanspi.model.invariants import violations
 from sanspi.model.ops import CONCRETE
-from sanspi.model.state import HOSTS, Config, State, init_state
+from sanspi.model.state import Config, State, init_state
 from sanspi.model.transitions import TRANSITIONS, Sge, Step
 
 
@@ -86,14 +86,7 @@ class Model:
         return self.take(steps[0])
 
     def _check(self, name: str, args: Any, step: Step) -> None:
-        bad = [n for n, inv in STATE_INVARIANTS.items() if not inv(self.cfg, step.next, CONCRETE)]
-        bad += [n for n, p in STEP_PROPERTIES.items()
-                if not p(self.cfg, name, self.state, args, step, CONCRETE)]
-        for h in range(HOSTS):
-            for i in changed_bytes(self.state.hosts[h].mem, step.next.hosts[h].mem):
-                if not frame_condition(self.cfg, name, self.state, args, step, CONCRETE, h, i):
-                    bad.append(f"frame (host {h} byte {i})")
-                    break
+        bad = violations(self.cfg, name, self.state, args, step)
         if bad:
             raise PropertyViolation(f"{name}({args}) breaks {', '.join(bad)}")
 

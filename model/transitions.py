@@ -317,7 +317,7 @@ def fail_connection(ops: Ops, s: State, sock: Any) -> State:
 
 
 def startup_ex(cfg: Config, s: State, a: StartupArgs, ops: Ops) -> Step:
-    """WSPStartupEx: START-01..05."""
+    """WSPStartupEx: START-01..06 (no path returns WSAEINPROGRESS)."""
     host = get_host(ops, s, a.host)
     lo, hi = cfg.lowest_version, cfg.highest_version
     below = ops.or_(a.major < lo[0], ops.and_(a.major == lo[0], a.minor < lo[1]))
@@ -491,12 +491,12 @@ def _register(cfg: Config, s: State, a: Any, ops: Ops, kind: int, desc_len: Any)
 
 
 def register_memory(cfg: Config, s: State, a: RegisterArgs, ops: Ops) -> Step:
-    """WSPRegisterMemory: REG-01..09, ACC-01, CACHE-02."""
+    """WSPRegisterMemory: REG-01..09, ACC-01, MEM-02, CACHE-02."""
     return _register(cfg, s, a, ops, KIND_LOCAL, 0)
 
 
 def register_rdma_memory(cfg: Config, s: State, a: RegisterRdmaArgs, ops: Ops) -> Step:
-    """WSPRegisterRdmaMemory: RREG-01..07, ACC-01, CACHE-03."""
+    """WSPRegisterRdmaMemory: RREG-01..06, ACC-01, MEM-02, CACHE-03."""
     return _register(cfg, s, a, ops, KIND_RDMA, a.desc_len)
 
 
@@ -667,7 +667,7 @@ TRANSITIONS: dict[str, Transition] = {
     t.name: t
     for t in (
         Transition("startup_ex", startup_ex, StartupArgs,
-                   ("START-01", "START-02", "START-03", "START-04", "START-05"), True),
+                   ("START-01", "START-02", "START-03", "START-04", "START-05", "START-06"), True),
         Transition("get_extension", get_extension, LookupArgs,
                    ("EXT-01", "EXT-02", "EXT-03", "EXT-04"), True),
         Transition("connect", connect, ConnArgs, ("SOCK-01",), False),
@@ -677,22 +677,22 @@ TRANSITIONS: dict[str, Transition] = {
         Transition("app_write", app_write, FillArgs, ("MEM-03",), False),
         Transition("register_memory", register_memory, RegisterArgs,
                    ("REG-01", "REG-02", "REG-03", "REG-04", "REG-05", "REG-06", "REG-07", "REG-08",
-                    "REG-09", "ACC-01", "CACHE-02"), True),
+                    "REG-09", "ACC-01", "MEM-02", "CACHE-02"), True),
         Transition("deregister_memory", deregister_memory, DeregisterArgs,
                    ("DEREG-01", "DEREG-02", "DEREG-03", "DEREG-04"), True),
         Transition("register_rdma_memory", register_rdma_memory, RegisterRdmaArgs,
                    ("RREG-01", "RREG-02", "RREG-03", "RREG-04", "RREG-05", "RREG-06", "ACC-01",
-                    "CACHE-03"), True),
+                    "MEM-02", "CACHE-03"), True),
         Transition("deregister_rdma_memory", deregister_rdma_memory, DeregisterArgs,
                    ("RDEREG-01", "RDEREG-02", "RDEREG-03"), True),
         Transition("cache_callback", cache_callback, CallbackArgs,
                    ("CACHE-01", "CACHE-04", "CACHE-05"), True),
         Transition("rdma_write", rdma_write, RdmaArgs,
                    ("RDMA-01", "RDMA-02", "RDMA-03", "RDMA-04", "RDMA-05", "RDMA-06", "RDMA-08",
-                    "ACC-03", "CONN-01", "CONN-02"), True, choices=2),
+                    "ACC-02", "ACC-03", "CONN-01", "CONN-02"), True, choices=2),
         Transition("rdma_read", rdma_read, RdmaArgs,
                    ("RDMA-01", "RDMA-02", "RDMA-03", "RDMA-04", "RDMA-05", "RDMA-07", "RDMA-08",
-                    "ACC-03", "CONN-01", "CONN-02", "EXT-03"), True, choices=2),
+                    "ACC-02", "ACC-03", "CONN-01", "CONN-02", "EXT-03"), True, choices=2),
         Transition("post_recv", post_recv, RecvArgs, ("XFER-01", "XFER-02", "CONN-02"), True),
         Transition("send", send, SendArgs, ("XFER-01", "XFER-03", "CONN-01", "CONN-02"), True),
         Transition("recv_done", recv_done, EndpointArgs, ("XFER-02",), False),

@@ -14,7 +14,9 @@ import attrs
 
 from sanspi.spec.clauses import Clause, check_files, clause_ids, load_index
 
-MARKER = re.compile(r"mark\.clause\(([^)]*)\)")
+# ``@pytest.mark.clause(...)``, or ``@clause(...)`` where a module aliases
+# ``clause = pytest.mark.clause``
+MARKER = re.compile(r"(?:mark\.clause|^\s*@clause)\(([^)]*)\)", re.MULTILINE)
 TEST_DEF = re.compile(r"^\s*(?:async\s+)?def\s+(test_\w+)|^class\s+(Test\w+)", re.MULTILINE)
 
 

@@ -109,8 +109,8 @@ def test_lookup_needs_startup():
 def test_start01_version_negotiation():
     m = Model()
     assert m.call("startup_ex", host=0, major=2, minor=2).result == 0x0202
-    assert m.call("startup_ex", host=0, major=2, minor=1).result == 0x0102
     assert m.call("startup_ex", host=0, major=3, minor=0).result == 0x0202  # highest we have
+    assert m.call("startup_ex", host=0, major=2, minor=9).result == 0x0202
     assert m.state.hosts[0].startups == 3
 
 
@@ -139,6 +139,7 @@ def test_start04_startup_limit():
 def test_start05_version_too_low():
     m = Model()
     assert m.call("startup_ex", host=0, major=1, minor=1).status == WSAVERNOTSUPPORTED
+    assert m.call("startup_ex", host=0, major=2, minor=1).status == WSAVERNOTSUPPORTED  # 2.2 is the least
     assert m.state.hosts[0].startups == 0
 
 
