@@ -80,3 +80,19 @@ def test_suite_command_uses_the_lab_device():
     assert cmd[:2] == ["sh", "-c"]
     assert '--dev "$SANSPI_LAB_DEVICE" --gid "$SANSPI_LAB_GID" -v' in cmd[2]
     assert "/c/tests/run_tests.py" in cmd[2]
+
+
+def test_skip_reasons_in_either_quote():
+    text = ("t1 (tests.a.B.t1) ... skipped \"Device rxe0 doesn't have net interface\"\n"
+            "t2 (tests.a.B.t2) ... skipped 'No ODP'\nRan 2 tests in 0.1s\n\nOK (skipped=2)\n")
+    res = peer.parse_unittest(text)
+    assert res.skip_reasons == {"Device rxe0 doesn't have net interface": 1, "No ODP": 1}
+    section = peer.readme_section(res, kernel="k", version="v", device="rxe0", wall=1, when="d")
+    assert "no `device`" in section
+
+
+def test_passes_are_counted_by_module():
+    res = peer.parse_unittest(SAMPLE)
+    assert res.passed_by_module == {"test_mr": 1}
+    text = "test_t (tests.test_qp.Q.test_t)\nDoc line ... ok\ntest_u (tests.test_qp.Q.test_u) ... ok\n"
+    assert peer.parse_unittest(text).passed_by_module == {"test_qp": 2}
