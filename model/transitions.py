@@ -259,6 +259,17 @@ def keeps_id_on_cache_hit(kind: int) -> bool:
     return kind == KIND_LOCAL
 
 
+def callback_hits(ops: Ops, sl: Slot, addr: Any, size: Any) -> Any:
+    """CACHE-04: the callback concerns every registration sharing a byte with
+    the range, not only those inside it (a partial overlap is a whole entry)."""
+    return overlaps(ops, sl.addr, sl.length, addr, size)
+
+
+def released_at_close(ops: Ops, sl: Slot, conn: Any) -> Any:
+    """SOCK-02, CACHE-06: closing drops the socket's registrations, live and cached."""
+    return ops.and_(sl.used, sl.sock == conn)
+
+
 def live_registration(ops: Ops, sl: Slot, kind: int, sock: Any, rid: Any) -> Any:
     """REG-05, RREG-06: the live registration ``rid`` of ``kind`` on ``sock``."""
     return ops.and_(live(ops, sl), sl.kind == kind, sl.sock == sock, sl.rid == rid)
@@ -384,9 +395,7 @@ def close(cfg: Config, s: State, a: ConnArgs, ops: Ops) -> Step:
     nxt = s
     for h in (0, 1):
         host = nxt.hosts[h]
-        slots = tuple(
-            ops.ite(ops.and_(sl.used, sl.sock == a.conn), empty_slot(), sl) for sl in host.slots
-        )
+        slots = tuple(ops.ite(released_at_close(ops, sl, a.conn), empty_slot(), sl) for sl in host.slots)
         host = attrs.evolve(put_ep(ops, host, a.conn, closed_endpoint()), slots=slots)
         nxt = put_host(ops, nxt, h, host)
     return Step(enabled, OK, 0, nxt)
@@ -533,7 +542,7 @@ def cache_callback(cfg: Config, s: State, a: CallbackArgs, ops: Ops) -> Step:
     host = get_host(ops, s, a.host)
 
     def hits(sl: Slot) -> Any:
-        return overlaps(ops, sl.addr, sl.length, a.addr, a.size)
+        return callback_hits(ops, sl, a.addr, a.size)
 
     pinned_live = ops.or_(*[ops.and_(live(ops, sl), hits(sl)) for sl in host.slots])
     any_cached = ops.or_(*[ops.and_(cached(ops, sl), hits(sl)) for sl in host.slots])

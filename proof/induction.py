@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import attrs
 import z3
 
-from sanspi.model.invariants import STATE_INVARIANTS, STEP_PROPERTIES, changed_bytes, frame_condition
+from sanspi.model.invariants import STATE_INVARIANTS, STEP_PROPERTIES, frame_condition, violations
 from sanspi.model.ops import CONCRETE
 from sanspi.model.state import HOSTS, Config, State, init_state
 from sanspi.model.transitions import TRANSITIONS, Step, Transition
@@ -51,19 +51,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.verdict == PROVED
-
-
-def concrete_violations(cfg: Config, name: str, pre: State, args: Any, step: Step,
-                        invariants: dict, properties: dict) -> list[str]:
-    """The checks a concrete step breaks (the same predicates, concrete ops)."""
-    bad = [n for n, inv in invariants.items() if not inv(cfg, step.next, CONCRETE)]
-    bad += [n for n, p in properties.items() if not p(cfg, name, pre, args, step, CONCRETE)]
-    for h in range(HOSTS):
-        for i in changed_bytes(pre.hosts[h].mem, step.next.hosts[h].mem):
-            if not frame_condition(cfg, name, pre, args, step, CONCRETE, h, i):
-                bad.append("frame")
-                break
-    return bad
 
 
 def check_init(cfg: Config, invariants: dict) -> list[Result]:
@@ -126,8 +113,7 @@ def _counterexample(cfg: Config, t: Transition, shape: Shape, s: State, a: Any, 
     pre = concrete(model, s, cfg.memsize)
     args = concrete(model, a, cfg.memsize)
     step = t.fn(cfg, pre, args, CONCRETE)
-    confirmed = bool(step.enabled) and broken in concrete_violations(cfg, t.name, pre, args, step,
-                                                                     invariants, properties)
+    confirmed = bool(step.enabled) and broken in violations(cfg, t.name, pre, args, step, invariants, properties)
     byte = None
     if broken == "frame":
         index = model.eval(i, model_completion=True).as_long()

@@ -1,0 +1,211 @@
+"""``sanspi prove`` and ``sanspi replay``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from sanspi.cli import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prove", help="prove the model's invariants with z3 (induction, or BMC with --bmc)")
+    p.add_argument("--bmc", type=int, metavar="K", help="search every sequence of at most K steps from Init")
+    p.add_argument("--stats", action="store_true", help="time the whole proof and BMC at K = 4, 6, 8")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds per z3 query (default 20)")
+    p.add_argument("--trace-out", default="reports/bmc-trace.json", metavar="PATH",
+                   help="where --bmc writes a counterexample trace (default reports/bmc-trace.json)")
+    p.add_argument("--bug", metavar="NAME", help="prove a seeded-bug variant of the model (see --list-bugs)")
+    p.add_argument("--list-bugs", action="store_true", help="list the seeded bugs and exit")
+    p.add_argument("--self-test", action="store_true",
+                   help="prove every seeded-bug variant and check that each yields a counterexample")
+    p.set_defaults(run=run_prove)
+
+    r = sub.add_parser("replay", help="run a trace (from `sanspi prove --bmc`) on the executable model")
+    r.add_argument("trace", help="a sanspi-trace/1 JSON file")
+    r.add_argument("--bug", metavar="NAME", help="replay on a seeded-bug variant of the model")
+    r.set_defaults(run=run_replay)
+
+
+def _bug(name: str | None):
+    from sanspi.proof.seeded import BY_NAME
+
+    if name is None:
+        return None
+    if name not in BY_NAME:
+        raise UsageError(f"no seeded bug named {name!r} (sanspi prove --list-bugs lists them)")
+    return BY_NAME[name]
+
+
+def _progress(msg: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r\033[K  {msg}", end="", file=sys.stderr, flush=True)
+
+
+def _done_progress() -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def run_prove(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from sanspi.proof.seeded import SEEDED_BUGS
+
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, not {args.timeout}")
+    if args.bmc is not None and not 1 <= args.bmc <= 30:
+        raise UsageError(f"--bmc takes a bound from 1 to 30, not {args.bmc}")
+    if args.list_bugs:
+        for b in SEEDED_BUGS:
+            print(f"{b.name:32} {b.clause:10} {b.what}")
+        return 0
+    if args.self_test:
+        return _self_test(args)
+    bug = _bug(args.bug)
+    with (bug.applied() if bug else nullcontext(None)) as table:
+        if args.stats:
+            return _stats(args, table)
+        if args.bmc is not None:
+            return _bmc(args, table)
+        return _induction(args, table)
+
+
+def _induction(args, table) -> int:
+    from sanspi.proof.induction import PROOF_CONFIG, prove
+    from sanspi.proof.report import render_counterexample, render_table
+
+    start = time.perf_counter()
+    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=_progress)
+    _done_progress()
+    elapsed = time.perf_counter() - start
+    print(render_table(results))
+    failed = [r for r in results if not r.ok]
+    shown = set()
+    for r in failed:
+        if r.cex and (r.check, r.transition) not in shown:
+            shown.add((r.check, r.transition))
+            print()
+            print(render_counterexample(r))
+    unknown = sum(1 for r in failed if r.verdict == "unknown")
+    print()
+    print(f"{len(results)} checks in {elapsed:.1f}s: {len(results) - len(failed)} proved, "
+          f"{len(failed) - unknown} counterexamples, {unknown} unknown (bounds: {PROOF_CONFIG_TEXT()})")
+    return 1 if failed else 0
+
+
+def PROOF_CONFIG_TEXT() -> str:
+    from sanspi.proof.induction import PROOF_CONFIG as c
+
+    return (f"2 hosts, {c.sockets} connections, {c.slots} registrations a host, {c.pages} pages of "
+            f"{c.page_size} bytes, up to {c.max_sge} buffers a call")
+
+
+def _bmc(args, table) -> int:
+    from sanspi.model.trace import dumps, render
+    from sanspi.proof.bmc import BMC_CONFIG, bmc
+
+    result = bmc(args.bmc, BMC_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000) * 6,
+                 progress=_progress)
+    _done_progress()
+    if result.verdict == "none found":
+        print(f"no violation in any sequence of at most {args.bmc} steps from Init "
+              f"({result.seconds:.1f}s; bounds: {_bmc_bounds()})")
+        return 0
+    if result.verdict == "unknown":
+        print(f"BMC at {args.bmc} steps: unknown (z3 gave up within its timeout): a failure, not a pass")
+        return 1
+    trace = result.trace
+    print(f"violation within {len(trace.steps)} steps ({result.seconds:.1f}s):")
+    print(render(trace))
+    out = Path(args.trace_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dumps(trace))
+    hint = f" --bug {args.bug}" if args.bug else ""
+    print(f"trace written to {out}; run it with: sanspi replay {out}{hint}")
+    return 1
+
+
+def _bmc_bounds() -> str:
+    from sanspi.proof.bmc import BMC_CONFIG as c
+
+    return f"{c.sockets} connection, {c.slots} registrations a host, {c.pages} pages, {c.max_sge} buffer a call"
+
+
+def _stats(args, table) -> int:
+    from sanspi.proof.bmc import BMC_CONFIG, bmc
+    from sanspi.proof.induction import PROOF_CONFIG, prove
+
+    rows = []
+    start = time.perf_counter()
+    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=_progress)
+    rows.append(("whole proof (induction)", time.perf_counter() - start,
+                 "all proved" if all(r.ok for r in results) else "FAILED"))
+    for k in (4, 6, 8):
+        r = bmc(k, BMC_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000) * 6, progress=_progress)
+        rows.append((f"BMC K={k}", r.seconds, r.verdict))
+    _done_progress()
+    print("| proof | seconds | verdict |")
+    print("|---|---|---|")
+    for name, secs, verdict in rows:
+        print(f"| {name} | {secs:.1f} | {verdict} |")
+    return 0 if rows[0][2] == "all proved" and all(v == "none found" for _, _, v in rows[1:]) else 1
+
+
+def _self_test(args) -> int:
+    from sanspi.proof.induction import PROOF_CONFIG, prove
+    from sanspi.proof.seeded import SEEDED_BUGS
+
+    print("| seeded bug | clause | first counterexample | seconds |")
+    print("|---|---|---|---|")
+    survivors = 0
+    for bug in SEEDED_BUGS:
+        start = time.perf_counter()
+        with bug.applied() as table:
+            results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=_progress)
+        _done_progress()
+        found = [r for r in results if r.verdict == "counterexample" and r.cex and r.cex.confirmed]
+        first = f"{found[0].check} on {found[0].transition}" if found else "NONE: the bug survived"
+        survivors += not found
+        print(f"| {bug.name} | {bug.clause} | {first} | {time.perf_counter() - start:.1f} |")
+    print()
+    print(f"{len(SEEDED_BUGS) - survivors} of {len(SEEDED_BUGS)} seeded bugs caught")
+    return 1 if survivors else 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from sanspi.model.trace import TraceError, loads, render, replay
+
+    path = Path(args.trace)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        recorded = loads(text)
+    except TraceError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    bug = _bug(args.bug)
+    with (bug.applied() if bug else nullcontext(None)) as table:
+        try:
+            again = replay(recorded, transitions=table)
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"{path}: a step's arguments do not fit its transition ({exc})") from None
+        print(render(again))
+    if not again.valid:
+        print(f"not reproduced: {again.note}")
+        return 1
+    mismatches = [n + 1 for n, (a, b) in enumerate(zip(recorded.steps, again.steps))
+                  if a.status is not None and (a.status, a.result, a.broken) != (b.status, b.result, b.broken)]
+    if len(again.steps) < len(recorded.steps) and not mismatches:
+        mismatches = [len(again.steps)]
+    if mismatches:
+        print(f"not reproduced: step {mismatches[0]} differs from the recorded outcome")
+        return 1
+    v = again.violation
+    print(f"reproduced: step {v[0] + 1} breaks {', '.join(v[1])}" if v else "reproduced: no violation")
+    return 0
