@@ -88,23 +88,29 @@ def _fail(msg: str) -> str:
 
 
 def guest_script(role: Role, cmd: list[str], *, repo: Path, venv_bin: Path,
-                 native: bool = False) -> str:
+                 native: bool = False, sysfs: str = "/sys") -> str:
     """The bash script one host runs: build its part of the topology, then CMD.
 
     ``native`` is the host's own kernel (it has rxe or a real device): an
     existing RDMA device is used as it is, and nothing is created if one is
-    there, because the host's network is not ours to rearrange.
+    there, because the host's network is not ours to rearrange. ``sysfs``
+    is where the script looks for devices (the host tests point it at a
+    fake tree to run the script without a kernel).
     """
     if not cmd:
         raise ValueError("no command to run")
-    lines = ["set -u", "export LC_ALL=C"]
+    ib = f"{sysfs}/class/infiniband"
+    lines = ["set -u", "export LC_ALL=C", f"addr={role.local_addr}"]
     if native:
-        lines.append(
-            f"existing=$(ls /sys/class/infiniband 2>/dev/null | head -n 1)"
-        )
-        lines.append('if [ -n "$existing" ]; then dev=$existing; netdev=$(cat '
-                     '/sys/class/infiniband/$dev/ports/1/gid_attrs/ndevs/'
-                     f'{GID_INDEX} 2>/dev/null || echo "?"); else')
+        lines += [
+            f"existing=$(ls {ib} 2>/dev/null | head -n 1)",
+            'if [ -n "$existing" ]; then',
+            "dev=$existing",
+            f'netdev=$(cat {ib}/$dev/ports/1/gid_attrs/ndevs/{GID_INDEX} 2>/dev/null || echo "?")',
+            "addr=$(ip -4 -o addr show dev \"$netdev\" 2>/dev/null | "
+            "awk '{sub(\"/.*\", \"\", $4); print $4; exit}')",
+            "else",
+        ]
     lines.append("modprobe rdma_rxe || " + _fail("modprobe rdma_rxe failed: this kernel has no rxe module"))
     if role.netdev is not None:
         nd = role.netdev
@@ -116,12 +122,12 @@ def guest_script(role: Role, cmd: list[str], *, repo: Path, venv_bin: Path,
         # The NIC QEMU added for the dgram link, found by the MAC we gave it.
         lines += [
             "netdev=",
-            "for n in /sys/class/net/*; do "
+            f"for n in {sysfs}/class/net/*; do "
             f'[ \"$(cat $n/address)\" = {role.mac} ] && netdev=${{n##*/}}; done',
             '[ -n "$netdev" ] || ' + _fail(f"no NIC with MAC {role.mac} in the guest"),
         ]
     lines += [
-        f'ip addr add {role.local_addr}/24 dev "$netdev" && ip link set "$netdev" up || '
+        'ip addr add "$addr/24" dev "$netdev" && ip link set "$netdev" up || '
         + _fail(f"cannot configure {role.local_addr} on the lab netdev"),
         f'rdma link add {DEVICE} type rxe netdev "$netdev" || '
         + _fail(f"rdma link add {DEVICE} failed"),
@@ -129,19 +135,22 @@ def guest_script(role: Role, cmd: list[str], *, repo: Path, venv_bin: Path,
     ]
     if native:
         lines.append("fi")
-    gid = f"/sys/class/infiniband/$dev/ports/1/gids/{GID_INDEX}"
+    gid = f"{ib}/$dev/ports/1/gids/{GID_INDEX}"
     # The GID table and port state fill in shortly after `rdma link add`.
     lines += [
         "i=0; while [ $i -lt 100 ]; do "
-        f"grep -q ACTIVE /sys/class/infiniband/$dev/ports/1/state 2>/dev/null && "
-        f"! grep -q '^0000:0000:0000:0000:0000:0000:0000:0000$' {gid} 2>/dev/null && "
-        f"[ -e {gid} ] && break; i=$((i+1)); sleep 0.1; done",
-        f'[ $i -lt 100 ] || ' + _fail(
+        f"grep -q ACTIVE {ib}/$dev/ports/1/state 2>/dev/null && [ -e {gid} ] && "
+        f"! grep -q '^0000:0000:0000:0000:0000:0000:0000:0000$' {gid} && "
+        "break; i=$((i+1)); sleep 0.1; done",
+        '[ $i -lt 100 ] || ' + _fail(
             "no active rxe device after setup (see `rdma link`; "
             "is rdma_rxe loaded and the netdev up?)"),
     ]
     env = role.env()
     env["SANSPI_LAB_DEVICE"] = "$dev"
+    env["SANSPI_LAB_LOCAL_ADDR"] = "$addr"
+    if role.topology == "loopback":
+        env["SANSPI_LAB_PEER_ADDR"] = "$addr"
     for key, value in env.items():
         # Values are ours (no quotes inside); "$(...)"/"$dev" must expand.
         lines.append(f'export {key}="{value}"')

@@ -34,7 +34,8 @@ def test_loopback_is_one_guest_on_a_dummy_netdev():
     assert opt(g.argv, "--exec") == "bash /c/run/g0.sh"
     assert "ip link add d0 type dummy" in g.script
     assert "rdma link add rxe0 type rxe netdev \"$netdev\"" in g.script
-    assert 'export SANSPI_LAB_PEER_ADDR="10.77.0.1"' in g.script
+    assert "addr=10.77.0.1\n" in g.script
+    assert 'export SANSPI_LAB_PEER_ADDR="$addr"' in g.script
     assert 'export SANSPI_LAB_HOST="0"' in g.script
     assert " lo " not in g.script, "rdma_cm fails on lo (LAB.md)"
 
@@ -59,8 +60,8 @@ def test_two_host_is_two_guests_on_one_udp_link():
     assert opt(g1.argv, "--exec") == "bash /c/run/g1.sh"
     assert opt(g0.argv, "--name") != opt(g1.argv, "--name")
     a0, a1 = t.TWO_HOST_ADDRS
-    assert f'SANSPI_LAB_LOCAL_ADDR="{a0}"' in g0.script and f'SANSPI_LAB_PEER_ADDR="{a1}"' in g0.script
-    assert f'SANSPI_LAB_LOCAL_ADDR="{a1}"' in g1.script and f'SANSPI_LAB_PEER_ADDR="{a0}"' in g1.script
+    assert f"addr={a0}\n" in g0.script and f'SANSPI_LAB_PEER_ADDR="{a1}"' in g0.script
+    assert f"addr={a1}\n" in g1.script and f'SANSPI_LAB_PEER_ADDR="{a0}"' in g1.script
     assert 'SANSPI_LAB_HOST="1"' in g1.script and 'SANSPI_LAB_HOSTS="2"' in g1.script
     assert "type dummy" not in g0.script, "two-host uses the NIC QEMU added"
     assert mac0 in g0.script and mac1 in g1.script
@@ -86,6 +87,57 @@ def test_scripts_are_valid_bash():
     native = t.guest_script(t.roles("loopback")[0], CMD, repo=REPO, venv_bin=VBIN, native=True)
     res = subprocess.run(["bash", "-n"], input=native, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def stubs(folder: Path, fail: str = "") -> str:
+    """Stand-ins for the tools the script calls; ``fail`` names one that fails."""
+    folder.mkdir(exist_ok=True)
+    for tool in ("modprobe", "ip", "rdma", "busybox", "sleep"):
+        (folder / tool).write_text(f"#!/bin/sh\nexit {1 if tool == fail else 0}\n")
+        (folder / tool).chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+def fake_sysfs(root: Path, *, state: str = "4: ACTIVE",
+               gid: str = "0000:0000:0000:0000:0000:ffff:0a4d:0001") -> str:
+    port = root / "class" / "infiniband" / "rxe0" / "ports" / "1"
+    (port / "gids").mkdir(parents=True)
+    (port / "state").write_text(state + "\n")
+    (port / "gids" / "1").write_text(gid + "\n")
+    return str(root)
+
+
+def run_script(script: str, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          env={"PATH": path}, timeout=60)
+
+
+def test_the_script_exports_the_lab_and_runs_the_command(tmp_path):
+    """With rxe up (a fake sysfs), the script announces the lab on stderr
+    and CMD sees the SANSPI_LAB_* variables, in the repo folder."""
+    sysfs = fake_sysfs(tmp_path / "sys")
+    role = t.roles("loopback")[0]
+    cmd = ["sh", "-c", "pwd; env | grep ^SANSPI_LAB_ | sort"]
+    script = t.guest_script(role, cmd, repo=tmp_path, venv_bin=VBIN, sysfs=sysfs)
+    res = run_script(script, stubs(tmp_path / "bin"))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.startswith(t.READY_TAG) and "device rxe0 (netdev d0)" in res.stderr
+    out = res.stdout.splitlines()
+    assert out[0] == str(tmp_path)
+    assert "SANSPI_LAB_DEVICE=rxe0" in out and "SANSPI_LAB_GID=1" in out
+    assert "SANSPI_LAB_LOCAL_ADDR=10.77.0.1" in out and "SANSPI_LAB_PEER_ADDR=10.77.0.1" in out
+    assert any(line.startswith("SANSPI_LAB_KERNEL=") and len(line) > 18 for line in out)
+
+
+def test_no_active_device_after_setup_is_one_clear_error(tmp_path):
+    sysfs = fake_sysfs(tmp_path / "sys", state="1: DOWN")
+    script = t.guest_script(t.roles("loopback")[0], ["echo", "ran"], repo=tmp_path,
+                            venv_bin=VBIN, sysfs=sysfs)
+    res = run_script(script, stubs(tmp_path / "bin"))
+    assert res.returncode == t.LAB_FAILURE
+    assert res.stderr.strip() == t.ERROR_TAG + (
+        "no active rxe device after setup (see `rdma link`; is rdma_rxe loaded and the netdev up?)")
+    assert res.stdout == ""
 
 
 def test_a_failing_lab_step_reports_and_exits_lab_failure(tmp_path):

@@ -66,8 +66,10 @@ def _recv(f):
 def test_rdma_write_across_hosts(verbs, lab, role):
     e = verbs.e
     data = verbs.pattern(0x42, SIZE)
+    # Separate reader and writer: a text "rw" file drops the lines it has
+    # read ahead whenever it writes (TextIOWrapper resets its decoder).
     with verbs.Rig(lab) as rig, _oob_channel(lab, role) as conn, \
-            conn.makefile("rw") as f:
+            conn.makefile("r") as rf, conn.makefile("w") as wf:
         qp, cq = rig.rc_qp()
         if role == 0:
             mr = rig.mr(SIZE, e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE)
@@ -76,19 +78,19 @@ def test_rdma_write_across_hosts(verbs, lab, role):
             mr = rig.mr(SIZE, e.IBV_ACCESS_LOCAL_WRITE)
             mr.write(data, SIZE)
         mine = verbs.endpoint(rig, qp, PSNS[role], mr)
-        _send(f, dataclasses.asdict(mine))
-        theirs = verbs.Endpoint(**_recv(f))
+        _send(wf, dataclasses.asdict(mine))
+        theirs = verbs.Endpoint(**_recv(rf))
         rig.connect(qp, local_psn=PSNS[role], remote=theirs)
-        _send(f, {"rts": True})
-        assert _recv(f) == {"rts": True}
+        _send(wf, {"rts": True})
+        assert _recv(rf) == {"rts": True}
         if role == 1:
             wc = verbs.rdma(qp, cq, e.IBV_WR_RDMA_WRITE, mr, theirs, SIZE)
             assert wc.status == e.IBV_WC_SUCCESS, verbs.status_name(wc.status)
-            _send(f, {"written": SIZE})
-            verdict = _recv(f)
+            _send(wf, {"written": SIZE})
+            verdict = _recv(rf)
             assert verdict == {"bytes_ok": True}, f"host 0 saw other bytes: {verdict}"
         else:
-            assert _recv(f) == {"written": SIZE}
+            assert _recv(rf) == {"written": SIZE}
             ok = mr.read(SIZE, 0) == data
-            _send(f, {"bytes_ok": ok})
+            _send(wf, {"bytes_ok": ok})
             assert ok, "host 1's RDMA WRITE did not land as written"
