@@ -209,7 +209,11 @@ def execute(topo: str, cmd: list[str], *, kvm: bool, timeout: float,
             argvs, names, env=env, boot_timeout=float("inf") if interactive else boot_timeout(),
             timeout=timeout, stdout=stdout, stderr=stderr, log=_log, interactive=interactive)
     except launch.LabTimeout as exc:
-        raise LabError(str(exc)) from None
+        hint = ""
+        if kvm and not native and "did not boot" in str(exc):
+            hint = ("; KVM was on, and the Debian kernel hangs under KVM on these "
+                    "machines: retry without --kvm / SANSPI_LAB_KVM=1")
+        raise LabError(f"{exc}{hint}") from None
     finally:
         for p in paths:
             p.unlink(missing_ok=True)
