@@ -66,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
 
     p = sub.add_parser("setup", help="install the Debian packages and fetch the guest kernel")
+    p.add_argument("--refresh", action="store_true",
+                   help="ask apt again for the current kernel (the stamp otherwise keeps it)")
     p.set_defaults(run=cmd_setup)
     _one_line_errors(p)
 
@@ -251,7 +253,7 @@ def _guarded(fn):
 # -- subcommands -------------------------------------------------------------
 @_guarded
 def cmd_setup(args: argparse.Namespace) -> int:
-    Provisioner(cache_dir()).ensure()
+    Provisioner(cache_dir()).ensure(refresh=args.refresh)
     if shutil.which("vng", path=str(venv_bin())) is None:
         raise LabError(f"virtme-ng (vng) is not in {venv_bin()}: run `make venv`")
     return 0

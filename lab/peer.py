@@ -58,7 +58,7 @@ def ensure_suite(prov: Provisioner) -> Path:
     for old in debs.glob(f"{PACKAGE}_*.deb"):
         old.unlink()
     prov.log(f"lab: apt-get download {PACKAGE}={version}")
-    prov._apt("download", f"{PACKAGE}={version}",
+    prov.apt_get("download", f"{PACKAGE}={version}",
               what=f"apt-get download {PACKAGE}={version} (run apt-get update and retry)",
               cwd=debs)
     found = sorted(debs.glob(f"{PACKAGE}_*.deb"))

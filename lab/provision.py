@@ -146,7 +146,7 @@ class Provisioner:
         return res.stdout.strip() or None if res.returncode == 0 else None
 
     # -- steps ------------------------------------------------------------
-    def _apt(self, *args: str, what: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def apt_get(self, *args: str, what: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         argv = ["apt-get", "-q", "-y"]
         if self.is_root:
             # apt's sandbox user (_apt) cannot write into root's cache.
@@ -161,7 +161,7 @@ class Provisioner:
         if self._updated:
             return
         self.log("lab: apt-get update")
-        self._apt("update", what="apt-get update (check the network and /etc/apt/sources.list*)")
+        self.apt_get("update", what="apt-get update (check the network and /etc/apt/sources.list*)")
         self._updated = True
 
     def install_packages(self) -> list[str]:
@@ -173,7 +173,7 @@ class Provisioner:
                            f"run `sanspi lab setup` as root, or apt-get install them")
         self.apt_update()
         self.log(f"lab: apt-get install {' '.join(missing)}")
-        self._apt("install", *missing,
+        self.apt_get("install", *missing,
                   what=f"apt-get install {' '.join(missing)} (check `apt-cache policy "
                        f"{missing[0]}`)")
         still = self.missing_packages()
@@ -205,7 +205,7 @@ class Provisioner:
         self.log(f"lab: apt-get download {pkg}")
         for old in debs.glob(f"{pkg}_*.deb"):
             old.unlink()
-        self._apt("download", pkg, what=f"apt-get download {pkg} (run apt-get update and retry)",
+        self.apt_get("download", pkg, what=f"apt-get download {pkg} (run apt-get update and retry)",
                   cwd=debs)
         found = sorted(debs.glob(f"{pkg}_*.deb"))
         if not found:
@@ -228,10 +228,15 @@ class Provisioner:
         found[-1].unlink()
         return root
 
-    def ensure(self) -> Stamp:
-        """Everything the lab needs; quick when the stamp says it is done."""
+    def ensure(self, refresh: bool = False) -> Stamp:
+        """Everything the lab needs; quick when the stamp says it is done.
+        ``refresh`` asks apt again which kernel is current (after an update)."""
         self.cache.mkdir(parents=True, exist_ok=True)
         stamp = read_stamp(self.cache)
+        if refresh:
+            if self.is_root:
+                self.apt_update()
+            stamp = None
         if stamp is not None and stamp.usable() and not self.missing_packages():
             self.log(f"lab: ready (kernel {stamp.kernel}, cache {self.cache})")
             return stamp

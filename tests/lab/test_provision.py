@@ -137,3 +137,11 @@ def test_native_rdma_sees_devices_or_the_module(tmp_path):
     assert provision.native_rdma(ok, tmp_path / "absent") == "rdma_rxe module"
     (tmp_path / "mlx5_0").mkdir()
     assert provision.native_rdma(no, tmp_path) == "device mlx5_0"
+
+
+def test_refresh_asks_apt_again(tmp_path):
+    Provisioner(tmp_path, run=FakeSystem(), log=lambda m: None, is_root=True).ensure()
+    fake = FakeSystem()
+    Provisioner(tmp_path, run=fake, log=lambda m: None, is_root=True).ensure(refresh=True)
+    assert fake.ran("update") == 1 and fake.ran("depends") == 1
+    assert fake.ran("download") == 0, "the same kernel is already in the cache"
