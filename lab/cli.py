@@ -71,7 +71,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=cmd_setup)
     _one_line_errors(p)
 
-    p = sub.add_parser("run", help="run CMD where rxe works; its output and status come back")
+    p = sub.add_parser(
+        "run", help="run CMD where rxe works; its output and status come back",
+        description="Boot the guest(s), load rdma_rxe, build the topology, run CMD "
+                    "in the repo with the venv's bin first on PATH. CMD sees "
+                    "SANSPI_LAB_TOPOLOGY, SANSPI_LAB_HOST (0 or 1), SANSPI_LAB_HOSTS, "
+                    "SANSPI_LAB_KERNEL, SANSPI_LAB_DEVICE (rxe0), SANSPI_LAB_GID, "
+                    "SANSPI_LAB_LOCAL_ADDR and SANSPI_LAB_PEER_ADDR. two-host runs "
+                    "CMD in both guests (output prefixed h0|/h1|); the exit status "
+                    "is the first non-zero one.")
     p.add_argument("--topology", default="loopback", metavar="|".join(topology.TOPOLOGIES),
                    help="loopback: one host, one rxe device; two-host: two guests (default loopback)")
     p.add_argument("--timeout", default=str(DEFAULT_TIMEOUT), metavar="S",
