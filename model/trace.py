@@ -155,6 +155,23 @@ def dumps(trace: Trace) -> str:
     }, indent=1)
 
 
+def _checked(cls: type, values: dict, where: str) -> dict:
+    """Refuse values whose type differs from the field's default (ints, bools,
+    version pairs), so a bad file is named here, not deep inside a replay."""
+    for f in attrs.fields(cls):
+        if f.name not in values:
+            continue
+        v, d = values[f.name], (0 if f.default is attrs.NOTHING else f.default)
+        ok = isinstance(v, bool) if isinstance(d, bool) else (
+            isinstance(v, int) and not isinstance(v, bool) if isinstance(d, int) else True)
+        if isinstance(d, tuple):
+            ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v)
+            values[f.name] = tuple(v) if ok else v
+        if not ok:
+            raise TraceError(f"malformed trace: {where}.{f.name} = {v!r}")
+    return values
+
+
 def loads(text: str) -> Trace:
     try:
         data = json.loads(text)
@@ -163,19 +180,21 @@ def loads(text: str) -> Trace:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise TraceError(f"not a {FORMAT} trace (no \"format\": \"{FORMAT}\")")
     try:
-        cfg_fields = dict(data["config"])
-        for key in ("lowest_version", "highest_version"):
-            if key in cfg_fields:
-                cfg_fields[key] = tuple(cfg_fields[key])
-        cfg = Config(**cfg_fields)
+        cfg = Config(**_checked(Config, dict(data["config"]), "config"))
+        if min(cfg.pages, cfg.page_size, cfg.slots, cfg.sockets, cfg.max_sge) < 1:
+            raise TraceError("malformed trace: config sizes must be positive")
         steps = []
         for n, raw in enumerate(data["steps"], 1):
             name = raw["transition"]
             if name not in TRANSITIONS:
                 raise TraceError(f"step {n}: unknown transition {name!r}")
             args = dict(raw["args"])
-            if "sges" in args:
-                args["sges"] = tuple(Sge(**s) for s in args["sges"])
+            for f in attrs.fields(TRANSITIONS[name].args):
+                v = args.get(f.name)
+                if f.name == "sges":
+                    args["sges"] = tuple(Sge(**_checked(Sge, dict(x), f"step {n}.sges")) for x in v)
+                elif not isinstance(v, int):  # every other argument is an int or a bool
+                    raise TraceError(f"malformed trace: step {n}: {f.name} = {v!r}")
             expect = raw.get("expect") or {}
             steps.append(TraceStep(name, TRANSITIONS[name].args(**args), expect.get("status"),
                                    expect.get("result"), tuple(expect.get("broken", ()))))
