@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-#: (module, help) of each subcommand's home; a module registers its parser.
+#: Each subcommand's home; the module registers its parser.
 SUBCOMMANDS = (
     "sanspi.spec.cli",
     "sanspi.proof.cli",
@@ -23,12 +23,19 @@ class UsageError(Exception):
     """Bad input at the command line: printed as one line, exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sanspi",
         description="Reference oracle for the WSD SAN SPI memory and RDMA extensions.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in SUBCOMMANDS:
         try:
