@@ -1,0 +1,1 @@
+"""Lockstep conformance: the model as the oracle for any provider."""

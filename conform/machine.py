@@ -1,0 +1,298 @@
+"""The Hypothesis state machine that drives a World: every SPI call and
+environment event is a rule; after each step the World has compared results
+and bytes. Generation leans on aliasing: handles and descriptors already
+issued (live, cached, dead, the other host's), forged ones, addresses on page
+and registration boundaries, lengths of 0, 1, exact and one too many.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from sanspi.conform.world import Ref, World
+from sanspi.impl.interface import Provider
+from sanspi.model.constants import (
+    CONNECTED, FN_UNKNOWN, MEM_READ, MEM_READWRITE, MEM_WRITE, RECV_DONE, RECV_IDLE, RECV_POSTED,
+)
+from sanspi.model.state import Config
+
+EDGES = [-1, 0, 1, 7, 8, 4095, 4096, 4097, 2**32 - 1, 2**40]
+
+
+def often(usual, rare):
+    """``usual`` seven times in eight, else ``rare`` (``a | b`` would be half and half)."""
+    return st.integers(0, 7).flatmap(lambda r: rare if r == 0 else usual)
+
+
+def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
+                 on_world: Callable[[World], None] | None = None) -> type[RuleBasedStateMachine]:
+    """A state machine class for providers made by ``factory``.
+
+    ``on_world`` sees each World as it is made (the campaign keeps the last
+    one to report coverage and the shrunk trace of a divergence).
+    """
+
+    class Lockstep(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.world = World(factory(), cfg)
+            if on_world:
+                on_world(self.world)
+
+        def teardown(self):
+            for p in self.world.providers:
+                p.shutdown()
+
+        # --- helpers over the model's state (what the switch knows) -----------
+
+        @property
+        def state(self):
+            return self.world.model.state
+
+        def mapped_ranges(self, host):
+            ps, host_state = cfg.page_size, self.state.hosts[host]
+            return [(p * ps, ps) for p, m in enumerate(host_state.mapped) if m]
+
+        def slots(self, host, kind, sock=None):
+            return [sl for sl in self.state.hosts[host].slots
+                    if sl.used and sl.kind == kind and (sock is None or sl.sock == sock)]
+
+        def address(self, data, host):
+            ranges = self.mapped_ranges(host)
+            regs = [sl for sl in self.state.hosts[host].slots if sl.used]
+            options = [st.sampled_from(EDGES)]
+            if ranges:
+                options.append(st.sampled_from(ranges).flatmap(lambda r: st.integers(r[0], r[0] + r[1] - 1)))
+                options.append(st.sampled_from([a for a, _ in ranges]))
+            if regs:
+                options.append(st.sampled_from([sl.addr for sl in regs] + [sl.addr + sl.length for sl in regs]))
+            return data.draw(st.one_of(*options[1:] or options) if data.draw(st.integers(0, 9)) else options[0])
+
+        def ref(self, data, host, descriptor):
+            """A handle (or descriptor): mostly issued ones, some garbage or forged."""
+            mine = [rid for rid, (h, d) in self.world.issued.items() if d == descriptor]
+            how = data.draw(st.sampled_from(["issued"] * 6 + ["garbage", "forged"] if mine else ["garbage"]))
+            if how == "garbage":
+                return Ref("garbage", data.draw(st.integers(0, 3)))
+            rid = data.draw(st.sampled_from(sorted(mine)))
+            if how == "forged":
+                return Ref("forged" if descriptor else "issued", rid, data.draw(st.integers(0, 31)))
+            return Ref("issued", rid)
+
+        def sges(self, data, host, sock, need):
+            """WSABUFEX triples, mostly inside this socket's local registrations."""
+            regs = self.slots(host, 1, sock)
+            if data.draw(st.integers(0, 7)):  # mostly live ones that grant the access needed
+                regs = [sl for sl in regs if sl.refs > 0 and sl.flags & need] or regs
+            count = data.draw(st.integers(1, cfg.max_sge) if data.draw(st.integers(0, 9)) else
+                              st.sampled_from([0, cfg.max_sge + 1]))
+            out = []
+            for _ in range(count):
+                if regs and data.draw(st.integers(0, 4)):
+                    sl = data.draw(st.sampled_from(regs))
+                    a = data.draw(st.integers(sl.addr, sl.addr + sl.length - 1))
+                    n = data.draw(often(st.integers(1, sl.addr + sl.length - a), st.just(sl.addr + sl.length - a + 1)))
+                    out.append((n, a, Ref("issued", sl.rid)))
+                else:
+                    out.append((data.draw(st.sampled_from([0, 1, 64])), self.address(data, host),
+                                self.ref(data, host, descriptor=False)))
+            return tuple(out)
+
+        def socket(self, data):
+            return data.draw(st.integers(0, cfg.sockets - 1) if data.draw(st.integers(0, 15)) else
+                             st.sampled_from([-1, cfg.sockets]))
+
+        # --- set-up --------------------------------------------------------------
+
+        @initialize(data=st.data())
+        def start(self, data):
+            for h in (0, 1):
+                self.world.step("startup_ex", host=h, major=2, minor=2)
+                self.world.step("alloc", host=h, page=0, npages=data.draw(st.integers(1, cfg.pages - 1)))
+            for conn in range(cfg.sockets):
+                self.world.step("connect", conn=conn)
+            # registrations to start from, so transfers have something to use:
+            # on each host and socket a local buffer and an RDMA buffer
+            for h in (0, 1):
+                for sock in range(cfg.sockets):
+                    for kind in ("register_memory", "register_rdma_memory"):
+                        if data.draw(st.integers(0, 7)) == 0:
+                            continue
+                        extra = {"desc_len": cfg.descriptor_size} if kind == "register_rdma_memory" else {}
+                        addr = data.draw(st.integers(0, cfg.page_size - 256))
+                        self.world.step(kind, host=h, sock=sock, addr=addr, length=data.draw(st.integers(1, 256)),
+                                        flags=data.draw(often(st.just(MEM_READWRITE), st.sampled_from([1, 2]))),
+                                        **extra)
+
+        # --- environment ----------------------------------------------------------
+
+        @rule(data=st.data())
+        def alloc(self, data):
+            host = data.draw(st.integers(0, 1))
+            free = [p for p, m in enumerate(self.state.hosts[host].mapped) if not m]
+            assume(free)
+            page = data.draw(st.sampled_from(free))
+            two = page + 1 < cfg.pages and not self.state.hosts[host].mapped[page + 1] and data.draw(st.booleans())
+            self.world.step("alloc", host=host, page=page, npages=2 if two else 1)
+
+        @rule(data=st.data())
+        def free(self, data):
+            host = data.draw(st.integers(0, 1))
+            mapped = [p for p, m in enumerate(self.state.hosts[host].mapped) if m]
+            assume(mapped)
+            page = data.draw(st.sampled_from(mapped))
+            live = any(sl.used and sl.refs > 0 and sl.addr < (page + 1) * cfg.page_size
+                       and page * cfg.page_size < sl.addr + sl.length for sl in self.state.hosts[host].slots)
+            assume(not live)  # the switch never frees memory it has registered (MEM-04)
+            self.world.step("free", host=host, page=page, npages=1)
+
+        @rule(data=st.data())
+        def app_write(self, data):
+            host = data.draw(st.integers(0, 1))
+            ranges = self.mapped_ranges(host)
+            assume(ranges)
+            start, size = data.draw(st.sampled_from(ranges))
+            addr = data.draw(st.integers(start, start + size - 1))
+            length = data.draw(st.integers(1, start + size - addr))
+            self.world.step("app_write", host=host, addr=addr, length=length, seed=data.draw(st.integers(0, 255)))
+
+        @rule(data=st.data())
+        def connect_or_close(self, data):
+            conn = data.draw(st.integers(0, cfg.sockets - 1))
+            if self.state.hosts[0].eps[conn].conn == 0:
+                self.world.step("connect", conn=conn)
+            elif data.draw(st.integers(0, 3)) == 0:  # closing is rare: it ends a connection's story
+                self.world.step("close", conn=conn)
+
+        @rule(data=st.data())
+        def startup_or_lookup(self, data):
+            host = data.draw(st.integers(0, 1))
+            if data.draw(st.booleans()):
+                self.world.step("startup_ex", host=host, major=data.draw(st.integers(0, 3)),
+                                minor=data.draw(st.integers(0, 3)), data_ok=data.draw(st.booleans()),
+                                table_ok=True)
+            else:
+                self.world.step("get_extension", host=host, fn=data.draw(st.integers(0, FN_UNKNOWN)),
+                                outlen=data.draw(st.sampled_from([8, 8, 8, 4, 0])))
+
+        # --- registration -------------------------------------------------------------
+
+        def _flags(self, data):
+            return data.draw(st.sampled_from([MEM_READ, MEM_WRITE, MEM_READWRITE] * 5 + [0, 4]))
+
+        def _length(self, data, addr):
+            regs = [sl.length for h in self.state.hosts for sl in h.slots if sl.used]
+            if data.draw(st.integers(0, 7)) == 0:
+                return data.draw(st.sampled_from(EDGES + regs))
+            return data.draw(st.integers(1, 256))
+
+        @rule(data=st.data())
+        def register_memory(self, data):
+            host, sock = data.draw(st.integers(0, 1)), self.socket(data)
+            addr = self.address(data, host)
+            self.world.step("register_memory", host=host, sock=sock, addr=addr, length=self._length(data, addr),
+                            flags=self._flags(data))
+
+        @rule(data=st.data())
+        def register_rdma_memory(self, data):
+            host, sock = data.draw(st.integers(0, 1)), self.socket(data)
+            addr = self.address(data, host)
+            self.world.step("register_rdma_memory", host=host, sock=sock, addr=addr,
+                            length=self._length(data, addr), flags=self._flags(data),
+                            desc_len=data.draw(st.sampled_from([cfg.descriptor_size] * 6 + [0, cfg.descriptor_size - 1,
+                                                                                          4096])))
+
+        @rule(data=st.data())
+        def deregister_memory(self, data):
+            host = data.draw(st.integers(0, 1))
+            self.world.step("deregister_memory", host=host, sock=self.socket(data),
+                            handle=self.ref(data, host, descriptor=False))
+
+        @rule(data=st.data())
+        def deregister_rdma_memory(self, data):
+            host = data.draw(st.integers(0, 1))
+            self.world.step("deregister_rdma_memory", host=host, sock=self.socket(data),
+                            desc=self.ref(data, host, descriptor=True))
+
+        @precondition(lambda self: cfg.has_cache)
+        @rule(data=st.data())
+        def cache_callback(self, data):
+            host = data.draw(st.integers(0, 1))
+            self.world.step("cache_callback", host=host, addr=self.address(data, host),
+                            size=data.draw(st.sampled_from([0, 1, 100, cfg.page_size, 2 * cfg.page_size])))
+
+        # --- transfers -------------------------------------------------------------------
+
+        def ready_pairs(self, need_target: bool):
+            """(host, sock) where a live local registration exists (and a live
+            target on the peer): where a transfer has a chance to succeed."""
+            out = []
+            for h in (0, 1):
+                for s in range(cfg.sockets):
+                    local = [sl for sl in self.slots(h, 1, s) if sl.refs > 0]
+                    target = [sl for sl in self.slots(1 - h, 2, s) if sl.refs > 0]
+                    if local and (target or not need_target):
+                        out.append((h, s))
+            return out
+
+        def host_and_socket(self, data, need_target: bool):
+            pairs = self.ready_pairs(need_target)
+            if pairs and data.draw(st.integers(0, 3)):
+                return data.draw(st.sampled_from(pairs))
+            return data.draw(st.integers(0, 1)), self.socket(data)
+
+        def _rdma(self, data, name, need):
+            host, sock = self.host_and_socket(data, need_target=True)
+            targets = self.slots(1 - host, 2, sock) if 0 <= sock < cfg.sockets else []
+            remote = MEM_WRITE if need == MEM_READ else MEM_READ  # a write's target is written
+            if data.draw(st.integers(0, 7)):
+                targets = [sl for sl in targets if sl.refs > 0 and sl.flags & remote] or targets
+            sges = self.sges(data, host, sock, need)
+            total = sum(n for n, _, _ in sges)
+            if targets and data.draw(st.integers(0, 3)):
+                t = data.draw(st.sampled_from(targets))
+                desc = Ref("issued", t.rid)
+                fits = max(0, t.length - total)
+                offset = data.draw(often(st.sampled_from([0, fits]) | st.integers(0, fits), st.just(fits + 1)))
+            else:
+                desc = self.ref(data, host, descriptor=True)
+                offset = data.draw(st.sampled_from([0, 1, 4096, 2**32 - 1]))
+            self.world.step(name, host=host, sock=sock, sges=sges, desc=desc, offset=offset)
+
+        @rule(data=st.data())
+        def rdma_write(self, data):
+            self._rdma(data, "rdma_write", MEM_READ)
+
+        @precondition(lambda self: cfg.has_rdma_read)
+        @rule(data=st.data())
+        def rdma_read(self, data):
+            self._rdma(data, "rdma_read", MEM_WRITE)
+
+        @rule(data=st.data())
+        def post_recv(self, data):
+            host, sock = self.host_and_socket(data, need_target=False)
+            assume(0 <= sock < cfg.sockets)
+            assume(self.state.hosts[host].eps[sock].recv == RECV_IDLE)
+            (length, addr, handle), = self.sges(data, host, sock, MEM_WRITE)[:1] or ((1, 0, Ref("garbage")),)
+            self.world.step("post_recv", host=host, sock=sock, length=length, addr=addr, handle=handle)
+
+        @rule(data=st.data())
+        def send(self, data):
+            host, sock = self.host_and_socket(data, need_target=False)
+            assume(0 <= sock < cfg.sockets)
+            ep, peer = self.state.hosts[host].eps[sock], self.state.hosts[1 - host].eps[sock]
+            # a send to a peer with no posted receive would wait: the switch never does it (XFER-03)
+            assume(ep.conn != CONNECTED or peer.recv == RECV_POSTED)
+            self.world.step("send", host=host, sock=sock, sges=self.sges(data, host, sock, MEM_READ))
+
+        @rule(data=st.data())
+        def recv_done(self, data):
+            host, sock = data.draw(st.integers(0, 1)), data.draw(st.integers(0, cfg.sockets - 1))
+            assume(self.state.hosts[host].eps[sock].recv == RECV_DONE)
+            self.world.step("recv_done", host=host, sock=sock)
+
+    return Lockstep

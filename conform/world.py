@@ -1,0 +1,340 @@
+"""The lockstep executor: one step runs on the model and on both hosts'
+providers, and everything observable is compared.
+
+Arguments are chosen in the model's terms, except handles and descriptors:
+those are *references* (``Ref``) to values a provider really issued, live or
+dead, of either host, or to garbage and forged values. The world turns a
+reference into the provider's value, and that value into the model's id the
+way the provider must read it (``ids.model_id``), so a provider free to
+number its handles as it likes is still compared exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, Callable
+
+import attrs
+
+from sanspi.impl.interface import Provider, RdmaRegistration, Ret, WsaBufEx
+from sanspi.model.constants import (
+    FN_UNKNOWN, GUIDS, HIGHEST_VERSION, OK, POINTER_SIZE, wsa_name,
+)
+from sanspi.model.machine import Model, make_args
+from sanspi.model.ops import pattern_byte
+from sanspi.model.state import Config
+from sanspi.model.transitions import TRANSITIONS, Sge, Step
+
+
+@attrs.frozen
+class Ref:
+    """A handle or descriptor as the switch would pass it.
+
+    ``issued``: the value a provider returned for model id ``rid``;
+    ``garbage``: a value no provider issued; ``forged``: an issued
+    descriptor with one byte changed at ``at``.
+    """
+
+    how: str  # "issued", "garbage", "forged"
+    rid: int = 0
+    at: int = 0
+
+    def __repr__(self) -> str:
+        return f"Ref({self.how!r}, {self.rid}" + (f", at={self.at})" if self.how == "forged" else ")")
+
+
+class Divergence(AssertionError):
+    """The provider did not do what the model predicts."""
+
+
+@attrs.define
+class Ids:
+    """Provider values <-> model ids, per host for handles, global for descriptors."""
+
+    value_of: dict[int, Any] = attrs.field(factory=dict)  # model id -> provider value
+    handle_id: list[dict] = attrs.field(factory=lambda: [{}, {}])  # per host: value -> model id
+    desc_id: dict[bytes, int] = attrs.field(factory=dict)  # descriptor bytes -> model id
+
+    def value(self, ref: Ref, descriptor: bool) -> Any:
+        if ref.how == "issued" and ref.rid in self.value_of:
+            return self.value_of[ref.rid]
+        if ref.how == "forged" and isinstance(self.value_of.get(ref.rid), bytes):
+            raw = bytearray(self.value_of[ref.rid])
+            raw[ref.at % len(raw)] ^= 0x01
+            return bytes(raw)
+        # garbage: nothing a provider is likely to issue
+        return (b"\xa5" * 16 + ref.rid.to_bytes(8, "little")).ljust(32, b"\0") if descriptor else 0x5A5A_0000_0000 + ref.rid
+
+    def model_id(self, host: int, value: Any, descriptor: bool) -> int:
+        """What the model is asked about: the id this value means, if any."""
+        if descriptor:
+            return self.desc_id.get(value, 0) if isinstance(value, bytes) else 0
+        try:
+            return self.handle_id[host].get(value, 0)
+        except TypeError:  # an unhashable handle is no handle of ours
+            return 0
+
+
+@attrs.define
+class Logged:
+    name: str
+    args: dict
+    status: int | None = None
+
+
+@attrs.define
+class World:
+    """The model and the providers of host 0 and host 1, in lockstep."""
+
+    providers: tuple[Provider, Provider]
+    cfg: Config
+    model: Model = attrs.field(default=None)
+    ids: Ids = attrs.field(factory=Ids)
+    log: list[Logged] = attrs.field(factory=list)
+    coverage: dict[tuple[str, str], int] = attrs.field(factory=dict)
+    functions: list[dict] = attrs.field(factory=lambda: [{}, {}])
+    issued: dict[int, tuple[int, bool]] = attrs.field(factory=dict)  # model id -> (host, is descriptor)
+
+    def __attrs_post_init__(self) -> None:
+        if self.model is None:
+            self.model = Model(self.cfg)
+        for p in self.providers:
+            if p.memory.pages < self.cfg.pages or p.memory.page_size != self.cfg.page_size:
+                raise ValueError(f"{p.name}: its address space is smaller than the model's")
+
+    # --- helpers ---------------------------------------------------------------
+
+    def addr(self, host: int, a: int) -> int:
+        return self.providers[host].memory.base + a
+
+    def _fn(self, host: int, fn: int) -> Callable:
+        f = self.functions[host].get(fn)
+        if f is None:
+            ret = self.providers[host].get_extension_function(GUIDS[fn].bytes_le, POINTER_SIZE)
+            if ret.status != OK or not callable(ret.value):
+                raise Divergence(f"host {host}: no function for {GUIDS[fn]} ({wsa_name(ret.status)})")
+            f = self.functions[host][fn] = ret.value
+        return f
+
+    @staticmethod
+    def _call(fn: Callable, *args: Any) -> Ret:
+        """Call into a provider; an exception crossing the SPI is a divergence."""
+        try:
+            ret = fn(*args)
+        except Exception as exc:  # noqa: BLE001  any exception is the finding
+            raise Divergence(f"{getattr(fn, '__name__', fn)} raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(ret, tuple) or len(ret) != 2 or not isinstance(ret[0], int):
+            raise Divergence(f"{getattr(fn, '__name__', fn)} returned {ret!r}, not Ret(status, value)")
+        return Ret(*ret)
+
+    def _bufs(self, host: int, sges: tuple) -> tuple[list[WsaBufEx], tuple[Sge, ...]]:
+        bufs, model = [], []
+        for length, a, ref in sges:
+            value = self.ids.value(ref, descriptor=False)
+            bufs.append(WsaBufEx(length, self.addr(host, a), value))
+            model.append(Sge(self.ids.model_id(host, value, False), a, length))
+        return bufs, tuple(model)
+
+    def _outcome(self, name: str, margs: Any, status: int, result: Any = None, what: str = "") -> Step:
+        """The model's outcome the provider's status selects; a divergence if none."""
+        steps = self.model.outcomes(name, margs)
+        if not steps:
+            raise RuntimeError(f"{name} is not enabled: the generator broke a precondition")
+        matching = [s for s in steps if s.status == status]
+        allowed = sorted({wsa_name(s.status) for s in steps})
+        if not matching:
+            raise Divergence(f"{name}{what}: provider returned {wsa_name(status)}, the model allows "
+                             f"{' or '.join(allowed)}")
+        if result is not None and matching[0].result != result:
+            raise Divergence(f"{name}{what}: provider's result {result} differs from the model's "
+                             f"{matching[0].result}")
+        step = self.model.take(matching[0])
+        key = (name, wsa_name(status) if len(steps) == 1 else f"{wsa_name(status)} (of {len(steps)})")
+        self.coverage[key] = self.coverage.get(key, 0) + 1
+        return step
+
+    def compare_memory(self) -> None:
+        """Every mapped byte of both hosts equals the model's (spec MEM-*, RDMA-06/07)."""
+        ps = self.cfg.page_size
+        for h, p in enumerate(self.providers):
+            host = self.model.state.hosts[h]
+            for page, mapped in enumerate(host.mapped):
+                if not mapped:
+                    continue
+                want = host.mem[page * ps:(page + 1) * ps]
+                got = p.memory.read(p.memory.base + page * ps, ps)
+                if got != want:
+                    i = next(i for i in range(ps) if got[i] != want[i])
+                    raise Divergence(f"host {h} byte {page * ps + i} is {got[i]:#04x}, the model says {want[i]:#04x}")
+
+    def _handle_result(self, host: int, rid: int, value: Any, descriptor: bool) -> None:
+        """A registration's value must be stable per model id, fresh per new id."""
+        if descriptor:
+            if not isinstance(value, bytes):
+                raise Divergence(f"host {host}: descriptor is {type(value).__name__}, not bytes")
+            known = self.ids.desc_id.get(value)
+        else:
+            try:
+                known = self.ids.handle_id[host].get(value)
+            except TypeError:
+                raise Divergence(f"host {host}: handle {value!r} is not hashable") from None
+        if rid in self.ids.value_of and self.ids.value_of[rid] != value:
+            raise Divergence(f"host {host}: registration {rid} came back as a different value "
+                             f"(the model serves it from the cache or counts a reference)")
+        if known is not None and known != rid and self._live(known):
+            raise Divergence(f"host {host}: a new registration got the value of live registration {known}")
+        self.ids.value_of[rid] = value
+        self.issued[rid] = (host, descriptor)
+        if descriptor:
+            self.ids.desc_id[value] = rid
+        else:
+            self.ids.handle_id[host][value] = rid
+
+    def _live(self, rid: int) -> bool:
+        return any(sl.used and sl.refs > 0 and sl.rid == rid for h in self.model.state.hosts for sl in h.slots)
+
+    # --- one step ----------------------------------------------------------------
+
+    def step(self, name: str, **args: Any) -> Step:
+        self.log.append(Logged(name, dict(args)))
+        step = getattr(self, f"_do_{name}")(**args)
+        self.log[-1].status = step.status
+        self.compare_memory()
+        return step
+
+    def _do_startup_ex(self, host, major, minor, data_ok=True, table_ok=True):
+        margs = make_args("startup_ex", host=host, major=major, minor=minor, data_ok=data_ok, table_ok=table_ok)
+        ret = self._call(self.providers[host].startup_ex, major | minor << 8, data_ok, table_ok)
+        return self._outcome("startup_ex", margs, ret.status, ret.value if ret.status == OK else None)
+
+    def _do_get_extension(self, host, fn, outlen=POINTER_SIZE):
+        guid = GUIDS[fn].bytes_le if fn in GUIDS else uuid.UUID(int=0xBAD0 + fn % 2**16).bytes_le
+        margs = make_args("get_extension", host=host, fn=fn if fn in GUIDS else FN_UNKNOWN, outlen=outlen)
+        ret = self._call(self.providers[host].get_extension_function, guid, outlen)
+        if ret.status == OK and not callable(ret.value):
+            raise Divergence(f"host {host}: lookup succeeded but handed back no function")
+        return self._outcome("get_extension", margs, ret.status)
+
+    def _do_connect(self, conn):
+        margs = make_args("connect", conn=conn)
+        if not self.model.enabled("connect", margs):
+            raise RuntimeError("connect is not enabled")
+        token = self.providers[0].listen(conn)
+        accepted: list[Ret] = []
+        t = threading.Thread(target=lambda: accepted.append(self.providers[0].accept(conn)), daemon=True)
+        t.start()
+        ret = self._call(self.providers[1].connect, conn, token)
+        t.join(60)
+        if t.is_alive() or not accepted:
+            raise Divergence(f"connection {conn}: accept did not complete")
+        if ret.status != OK or accepted[0].status != OK:
+            raise Divergence(f"connection {conn}: connect {wsa_name(ret.status)}, accept {wsa_name(accepted[0].status)}")
+        return self._outcome("connect", margs, OK)
+
+    def _do_close(self, conn):
+        margs = make_args("close", conn=conn)
+        for p in self.providers:
+            ret = self._call(p.close, conn)
+            if ret.status != OK:
+                raise Divergence(f"{p.name}: close({conn}) gave {wsa_name(ret.status)}")
+        return self._outcome("close", margs, OK)
+
+    def _do_alloc(self, host, page, npages):
+        margs = make_args("alloc", host=host, page=page, npages=npages)
+        if not self.model.enabled("alloc", margs):
+            raise RuntimeError("alloc is not enabled")
+        self.providers[host].memory.alloc(page, npages)
+        return self._outcome("alloc", margs, OK)
+
+    def _do_free(self, host, page, npages):
+        margs = make_args("free", host=host, page=page, npages=npages)
+        if not self.model.enabled("free", margs):
+            raise RuntimeError("free is not enabled")
+        status = OK
+        if self.cfg.has_cache:  # the switch calls the callback first (MEM-04)
+            ps = self.cfg.page_size
+            status = self._call(self._fn(host, 6), self.addr(host, page * ps), npages * ps).status
+        step = self._outcome("free", margs, status)
+        self.providers[host].memory.free(page, npages)
+        return step
+
+    def _do_app_write(self, host, addr, length, seed):
+        margs = make_args("app_write", host=host, addr=addr, length=length, seed=seed)
+        if not self.model.enabled("app_write", margs):
+            raise RuntimeError("app_write is not enabled")
+        self.providers[host].memory.write(self.addr(host, addr), bytes(pattern_byte(seed, i) for i in range(length)))
+        return self._outcome("app_write", margs, OK)
+
+    def _do_register_memory(self, host, sock, addr, length, flags):
+        margs = make_args("register_memory", host=host, sock=sock, addr=addr, length=length, flags=flags)
+        ret = self._call(self._fn(host, 0), sock, self.addr(host, addr), length, flags)
+        step = self._outcome("register_memory", margs, ret.status)
+        if ret.status == OK:
+            self._handle_result(host, step.result, ret.value, descriptor=False)
+        return step
+
+    def _do_deregister_memory(self, host, sock, handle: Ref):
+        value = self.ids.value(handle, descriptor=False)
+        margs = make_args("deregister_memory", host=host, sock=sock, rid=self.ids.model_id(host, value, False))
+        return self._outcome("deregister_memory", margs, self._call(self._fn(host, 1), sock, value).status)
+
+    def _do_register_rdma_memory(self, host, sock, addr, length, flags, desc_len):
+        margs = make_args("register_rdma_memory", host=host, sock=sock, addr=addr, length=length, flags=flags,
+                          desc_len=desc_len)
+        ret = self._call(self._fn(host, 2), sock, self.addr(host, addr), length, flags, desc_len)
+        out = ret.value if isinstance(ret.value, RdmaRegistration) else RdmaRegistration(None, -1)
+        step = self._outcome("register_rdma_memory", margs, ret.status)
+        if step.result and ret.status != OK and out.length != step.result:  # RREG-03: the size needed
+            raise Divergence(f"host {host}: descriptor block too small, provider says {out.length} bytes "
+                             f"are needed, the model says {step.result}")
+        if ret.status == OK:
+            if out.length != len(out.descriptor or b""):
+                raise Divergence(f"host {host}: descriptor length {out.length} but {len(out.descriptor or b'')} bytes")
+            self._handle_result(host, step.result, out.descriptor, descriptor=True)
+        return step
+
+    def _do_deregister_rdma_memory(self, host, sock, desc: Ref):
+        value = self.ids.value(desc, descriptor=True)
+        margs = make_args("deregister_rdma_memory", host=host, sock=sock, rid=self.ids.model_id(host, value, True))
+        return self._outcome("deregister_rdma_memory", margs, self._call(self._fn(host, 3), sock, value).status)
+
+    def _do_cache_callback(self, host, addr, size):
+        margs = make_args("cache_callback", host=host, addr=addr, size=size)
+        return self._outcome("cache_callback", margs, self._call(self._fn(host, 6), self.addr(host, addr), size).status)
+
+    def _rdma(self, name, fn, host, sock, sges, desc: Ref, offset):
+        bufs, msges = self._bufs(host, sges)
+        value = self.ids.value(desc, descriptor=True)
+        margs = make_args(name, host=host, sock=sock, sges=msges, desc=self.ids.model_id(host, value, True),
+                          offset=offset)
+        ret = self._call(self._fn(host, fn), sock, bufs, value, offset)
+        return self._outcome(name, margs, ret.status, ret.value if ret.status == OK else None, " (bytes)")
+
+    def _do_rdma_write(self, host, sock, sges, desc, offset):
+        return self._rdma("rdma_write", 4, host, sock, sges, desc, offset)
+
+    def _do_rdma_read(self, host, sock, sges, desc, offset):
+        return self._rdma("rdma_read", 5, host, sock, sges, desc, offset)
+
+    def _do_post_recv(self, host, sock, length, addr, handle: Ref):
+        (buf,), (sge,) = self._bufs(host, ((length, addr, handle),))
+        margs = make_args("post_recv", host=host, sock=sock, handle=sge.handle, addr=addr, length=length)
+        if not self.model.enabled("post_recv", margs):
+            raise RuntimeError("post_recv is not enabled")
+        return self._outcome("post_recv", margs, self._call(self.providers[host].recv, sock, buf).status)
+
+    def _do_send(self, host, sock, sges):
+        bufs, msges = self._bufs(host, sges)
+        margs = make_args("send", host=host, sock=sock, sges=msges)
+        if not self.model.enabled("send", margs):
+            raise RuntimeError("send is not enabled")
+        ret = self._call(self.providers[host].send, sock, bufs)
+        return self._outcome("send", margs, ret.status, ret.value if ret.status == OK else None, " (bytes)")
+
+    def _do_recv_done(self, host, sock):
+        margs = make_args("recv_done", host=host, sock=sock)
+        if not self.model.enabled("recv_done", margs):
+            raise RuntimeError("recv_done is not enabled")
+        ret = self._call(self.providers[host].recv_done, sock)
+        return self._outcome("recv_done", margs, ret.status, ret.value, " (bytes received)")
