@@ -41,10 +41,11 @@ MAP_FIXED = 0x10  # <sys/mman.h>; Python's mmap module does not export it
 MAP_NORESERVE = 0x4000
 MAP_FAILED = ctypes.c_void_p(-1).value
 
+
 def _os_error(what: str) -> OSError:
     err = ctypes.get_errno()
-
     return OSError(err, f"{what}: {os.strerror(err)}")
+
 
 class RealMemory:
     """``pages`` pages of this process's memory at ``base`` (AddressSpace)."""
