@@ -597,3 +597,58 @@ def test_lockstep_random_sequences(rig, record_property):
 #: Random programs per run: about 3 s each under TCG. SANSPI_RXE_EXAMPLES
 #: raises it for a longer search outside CI.
 RANDOM_EXAMPLES = int(os.environ.get("SANSPI_RXE_EXAMPLES", "8"))
+
+
+@clause("CACHE-03", "RDMA-08")
+def test_reexposure_never_reissues_an_rkey_on_the_connection(world, rig):
+    """Many deregister/re-register cycles of one cached buffer: every
+    descriptor carries an rkey never bound before on that connection (even
+    as rxe hands back window indexes), so none of the old ones can match
+    a later window by its 8-bit key; the oldest is refused by rxe."""
+    from sanspi.impl.verbs import DESC
+
+    w = world
+    h = rig.reg(w, host=0, addr=0, length=64)
+    descs = []
+    for _ in range(40):
+        d = rig.rreg(w, host=1, addr=PAGE, length=64)
+        descs.append(d)
+        assert w.step("deregister_rdma_memory", host=1, sock=0, desc=rig.issued(d)).status == OK
+    rkeys = [DESC.unpack(w.ids.value_of[d])[3] for d in descs]
+    assert len(set(rkeys)) == len(rkeys)
+    live = rig.rreg(w, host=1, addr=PAGE, length=64)
+    one = ((8, 0, rig.issued(h)),)
+    assert w.step("rdma_write", host=0, sock=0, sges=one, desc=rig.issued(live), offset=0).status == OK
+    assert w.step("rdma_write", host=0, sock=0, sges=one, desc=rig.issued(descs[0]), offset=0).status == WSAECONNRESET
+
+
+def test_no_exception_crosses_the_spi(world, rig):
+    """Arguments of the wrong type get WSA codes, never an exception, and
+    the provider's guard records nothing (every case is a check, not luck)."""
+    from sanspi.impl.interface import WsaBufEx
+
+    p = world.providers[0]
+    base = p.memory.base
+    h = rig.reg(world, host=0, addr=0, length=64)
+    d = world.ids.value_of[rig.rreg(world, host=1)]
+    odd = [None, "x", 1.5, object(), b"", -1, 2**70, [], True]
+    for bad in odd:
+        assert p.register_memory(bad, base, 8, MEM_READ).status == WSAENOTCONN
+        assert p.register_memory(0, bad, 8, MEM_READ).status in (WSAEFAULT, WSAEINVAL)
+        assert p.register_memory(0, base, bad, MEM_READ).status in (WSAEFAULT, WSAEINVAL)
+        assert p.register_memory(0, base, 8, bad).status == WSAEINVAL
+        assert p.register_rdma_memory(0, base, 8, MEM_READ, bad).status in (WSAEFAULT, OK)  # 2**70 is room
+        assert p.deregister_memory(0, bad).status == WSAEINVAL
+        assert p.deregister_rdma_memory(0, bad).status == WSAEINVAL
+        assert p.cache_callback(bad, 8).status == WSAEINVAL
+        assert p.rdma_write(0, bad, d, 0).status == WSAEINVAL
+        assert p.rdma_write(0, [WsaBufEx(8, base, h)], bad, 0).status == WSAEINVAL
+        assert p.rdma_write(0, [WsaBufEx(8, base, h)], d, bad).status == WSAEINVAL
+        assert p.rdma_read(0, [bad], d, 0).status == WSAEINVAL
+        assert p.send(0, [WsaBufEx(8, base, bad)]).status == WSAEINVAL
+        assert p.recv(0, bad).status == WSAEINVAL
+        assert p.get_extension_function(bad, 8).status == WSAEINVAL
+        assert p.get_extension_function(GUIDS[0].bytes_le, bad).status in (WSAEFAULT, OK)
+        assert p.startup_ex(bad).status in (OK, WSAVERNOTSUPPORTED, WSAEPROCLIM)
+    assert p.errors == []
+    assert world.providers[1].errors == []
