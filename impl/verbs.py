@@ -125,8 +125,16 @@ class _Endpoint:
         self.recv: tuple | None = None  # (handle, addr, len) of the posted receive
         self.recv_result: Ret | None = None  # its completion, once seen
         self.next_wr = 1
+        #: The TCP connection of the exchange, kept open: it carries the one
+        #: message "this connection failed" when this end's QP went to ERR
+        #: without the peer's QP doing so (a local timeout, RNR retries
+        #: exhausted), so the peer still enters the error state (CONN-01).
+        self.side: socket.socket | None = None
 
     def close(self) -> None:
+        if self.side is not None:
+            self.side.close()
+            self.side = None
         for name in ("qp", "scq", "rcq"):
             obj = getattr(self, name)
             if obj is not None:
@@ -286,8 +294,7 @@ class VerbsProvider:
             return Ret(WSAENOTCONN, 0)
         finally:
             srv.close()
-        with conn:
-            return self._establish(s, conn)
+        return self._establish(s, conn)
 
     @_spi()
     def connect(self, s: int, token: bytes) -> Ret:
@@ -307,19 +314,20 @@ class VerbsProvider:
                 if time.monotonic() > end:
                     return Ret(WSAENOTCONN, 0)
                 time.sleep(0.2)
-        with conn:
-            return self._establish(s, conn)
+        return self._establish(s, conn)
 
     def _establish(self, s: int, conn: socket.socket) -> Ret:
         """Create the RC QP, swap QPN/PSN/GID over ``conn``, bring the QP to
         RTS, and wait until the peer's is too (so neither end posts to a QP
-        that is not ready to answer)."""
+        that is not ready to answer). ``conn`` is kept as the endpoint's
+        side channel, or closed on failure."""
         import pyverbs.enums as e
         from pyverbs.addr import AHAttr, GID, GlobalRoute
         from pyverbs.cq import CQ
         from pyverbs.qp import QPAttr, QPCap, QPEx, QPInitAttrEx
 
         if s in self._eps or not _is_int(s):
+            conn.close()
             return Ret(WSAEINVAL, 0)
         conn.settimeout(CONNECT_DEADLINE_S)
         scq = CQ(self._ctx, 32)
@@ -369,9 +377,14 @@ class VerbsProvider:
             wf.flush()
             if json.loads(rf.readline()) != {"rts": True}:
                 raise OSError("peer did not reach RTS")
+            rf.close()  # the file objects only; the socket stays for ep.side
+            wf.close()
         except Exception:
+            conn.close()
             ep.close()
             raise
+        conn.setblocking(False)
+        ep.side = conn
         ep.remote_qpn = int(peer["qpn"])
         self._eps[s] = ep
         return Ret(OK, 0)
@@ -403,9 +416,21 @@ class VerbsProvider:
             return 0
         if ep.conn == CONNECTED:
             attr, _ = ep.qp.query(e.IBV_QP_STATE)
-            if attr.qp_state == e.IBV_QPS_ERR:
+            if attr.qp_state == e.IBV_QPS_ERR or self._peer_failed(ep):
                 self._fail(ep)
         return ep.conn
+
+    @staticmethod
+    def _peer_failed(ep: _Endpoint) -> bool:
+        """Has the peer said, on the side channel, that the connection failed?"""
+        if ep.side is None:
+            return False
+        try:
+            return ep.side.recv(1) == b"E"
+        except (BlockingIOError, InterruptedError):
+            return False  # nothing said: the usual case
+        except OSError:
+            return False
 
     def _fail(self, ep: _Endpoint) -> None:
         """CONN-01 on this end: the error state; a posted receive is done,
@@ -416,6 +441,14 @@ class VerbsProvider:
             return
         ep.conn = ERRORED
         attr, _ = ep.qp.query(e.IBV_QP_STATE)
+        # Tell the peer in any case: its QP is in ERR too after a remote
+        # access error, but not after a local timeout or exhausted RNR
+        # retries, and then only this message takes it down (CONN-01).
+        if ep.side is not None:
+            try:
+                ep.side.send(b"E")
+            except OSError:
+                pass  # the peer is gone: nothing left to tell
         if attr.qp_state != e.IBV_QPS_ERR:  # a local timeout: take the QP down too
             from pyverbs.qp import QPAttr
 

@@ -584,7 +584,7 @@ def test_lockstep_random_sequences(rig, record_property):
 
     machine = make_machine(pair, rig.config_of(caps), on_world=seen)
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=RANDOM_EXAMPLES, stateful_step_count=40, deadline=None, database=None,
+        max_examples=RANDOM_EXAMPLES, stateful_step_count=40, deadline=None, database=None, derandomize=True,
         suppress_health_check=list(HealthCheck)))
     for p in made:
         p.shutdown()
@@ -652,3 +652,23 @@ def test_no_exception_crosses_the_spi(world, rig):
         assert p.startup_ex(bad).status in (OK, WSAVERNOTSUPPORTED, WSAEPROCLIM)
     assert p.errors == []
     assert world.providers[1].errors == []
+
+
+@clause("CONN-01")
+def test_peer_learns_of_a_failure_its_qp_never_saw(world, rig):
+    """A send with no receive posted at the peer (a step the switch never
+    takes, so the model is not asked) fails at the sender when rxe's RNR
+    retries run out; the peer's QP stays in RTS. The sender's provider says
+    so on the connection's side channel, and the peer's provider enters the
+    error state on its next call, as CONN-01 wants of both ends."""
+    from sanspi.impl.interface import WsaBufEx
+
+    p0, p1 = world.providers
+    h = p0.register_memory(0, p0.memory.base, 64, MEM_READ).value
+    assert p0.send(0, [WsaBufEx(8, p0.memory.base, h)]).status == WSAECONNRESET
+    assert p1._state_of_qp(p1._eps[0]) != 6  # IBV_QPS_ERR: rxe did not tell the peer
+    dst = p1.memory.base
+    assert p1.register_memory(0, dst, 64, MEM_WRITE).status == WSAENOTCONN
+    assert p1.rdma_write(0, [WsaBufEx(8, dst, 1)], b"", 0).status == WSAECONNABORTED
+    assert p1.register_memory(1, dst, 64, MEM_WRITE).status == OK  # the other connection is up
+    assert p0.errors == p1.errors == []
