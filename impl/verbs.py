@@ -24,6 +24,10 @@ Facts from the lab (shared/LAB.md, and seen while writing this):
   and so does an overlong send (the sender sees IBV_WC_REM_OP_ERR, the
   receive IBV_WC_LOC_QP_OP_ERR). The peer provider learns that its
   connection failed by querying its QP on its next call (CONN-01).
+* Exhausted RNR retries (or a transport timeout) fail only the requester's
+  QP. So the TCP connection of the QPN/PSN/GID exchange is kept per
+  endpoint as a side channel; a failing end writes one byte on it, and the
+  peer checks for it on its next call along with its QP state.
 """
 
 from __future__ import annotations

@@ -584,8 +584,8 @@ def test_lockstep_random_sequences(rig, record_property):
 
     machine = make_machine(pair, rig.config_of(caps), on_world=seen)
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=RANDOM_EXAMPLES, stateful_step_count=40, deadline=None, database=None, derandomize=True,
-        suppress_health_check=list(HealthCheck)))
+        max_examples=RANDOM_EXAMPLES, stateful_step_count=40, deadline=None, database=None,
+        derandomize=True, suppress_health_check=list(HealthCheck)))
     for p in made:
         p.shutdown()
     record_property("outcomes", sorted(f"{n} {o}: {c}" for (n, o), c in coverage.items()))
