@@ -17,10 +17,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Main job: prove the model's invariants, then check conformance of the
-# default (software) provider against the model.
+# Main job: prove the model's invariants, check the default (software)
+# provider against the model call by call, and print the clause table.
 main: venv
 	$(SANSPI) prove
+	$(SANSPI) conform --provider sim
 	$(SANSPI) spec
 
 # Every test: host tests, then the rxe leg inside the lab guest(s).

@@ -144,7 +144,10 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             host = data.draw(st.integers(0, 1))
             mapped = [p for p, m in enumerate(self.state.hosts[host].mapped) if m]
             assume(mapped)
-            page = data.draw(st.sampled_from(mapped))
+            ps = cfg.page_size
+            cached = [p for p in mapped for sl in self.state.hosts[host].slots
+                      if sl.used and sl.refs == 0 and sl.addr < (p + 1) * ps and p * ps < sl.addr + sl.length]
+            page = data.draw(st.sampled_from(cached) if cached and data.draw(st.booleans()) else st.sampled_from(mapped))
             live = any(sl.used and sl.refs > 0 and sl.addr < (page + 1) * cfg.page_size
                        and page * cfg.page_size < sl.addr + sl.length for sl in self.state.hosts[host].slots)
             assume(not live)  # the switch never frees memory it has registered (MEM-04)
@@ -165,7 +168,7 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             conn = data.draw(st.integers(0, cfg.sockets - 1))
             if self.state.hosts[0].eps[conn].conn == 0:
                 self.world.step("connect", conn=conn)
-            elif data.draw(st.integers(0, 3)) == 0:  # closing is rare: it ends a connection's story
+            elif data.draw(st.booleans()):  # close: registrations of the socket go, cached ones too
                 self.world.step("close", conn=conn)
 
         @rule(data=st.data())
@@ -190,37 +193,61 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
                 return data.draw(st.sampled_from(EDGES + regs))
             return data.draw(st.integers(1, 256))
 
-        @rule(data=st.data())
-        def register_memory(self, data):
+        def _registration(self, data, name):
+            """(host, sock, addr, length, flags): half the time a buffer registered
+            before (the cache's and the counts' cases), sometimes nudged."""
+            before = [r[1:] for r in self.world.registered if r[0] == name]
+            if before and data.draw(st.booleans()):
+                host, sock, addr, length, flags = data.draw(st.sampled_from(before))
+                nudge = data.draw(st.sampled_from(["same"] * 4 + ["length", "flags"]))
+                if nudge == "length":
+                    length = max(1, length + data.draw(st.sampled_from([-1, 1])))
+                elif nudge == "flags":
+                    flags = data.draw(st.sampled_from([f for f in (MEM_READ, MEM_WRITE, MEM_READWRITE) if f != flags]))
+                return host, sock, addr, length, flags
             host, sock = data.draw(st.integers(0, 1)), self.socket(data)
             addr = self.address(data, host)
-            self.world.step("register_memory", host=host, sock=sock, addr=addr, length=self._length(data, addr),
-                            flags=self._flags(data))
+            return host, sock, addr, self._length(data, addr), self._flags(data)
+
+        @rule(data=st.data())
+        def register_memory(self, data):
+            host, sock, addr, length, flags = self._registration(data, "register_memory")
+            self.world.step("register_memory", host=host, sock=sock, addr=addr, length=length, flags=flags)
 
         @rule(data=st.data())
         def register_rdma_memory(self, data):
-            host, sock = data.draw(st.integers(0, 1)), self.socket(data)
-            addr = self.address(data, host)
-            self.world.step("register_rdma_memory", host=host, sock=sock, addr=addr,
-                            length=self._length(data, addr), flags=self._flags(data),
-                            desc_len=data.draw(st.sampled_from([cfg.descriptor_size] * 6 + [0, cfg.descriptor_size - 1,
-                                                                                          4096])))
+            host, sock, addr, length, flags = self._registration(data, "register_rdma_memory")
+            self.world.step("register_rdma_memory", host=host, sock=sock, addr=addr, length=length, flags=flags,
+                            desc_len=data.draw(often(st.just(cfg.descriptor_size),
+                                                     st.sampled_from([0, cfg.descriptor_size - 1, 4096]))))
+
+        def _deregister(self, data, name, kind, field):
+            live = [(h, sl) for h in (0, 1) for sl in self.slots(h, kind) if sl.refs > 0]
+            if live and data.draw(st.integers(0, 3)):  # mostly a live one, on its own socket
+                host, sl = data.draw(st.sampled_from(live))
+                self.world.step(name, host=host, sock=sl.sock, **{field: Ref("issued", sl.rid)})
+                return
+            host = data.draw(st.integers(0, 1))
+            self.world.step(name, host=host, sock=self.socket(data),
+                            **{field: self.ref(data, host, descriptor=kind == 2)})
 
         @rule(data=st.data())
         def deregister_memory(self, data):
-            host = data.draw(st.integers(0, 1))
-            self.world.step("deregister_memory", host=host, sock=self.socket(data),
-                            handle=self.ref(data, host, descriptor=False))
+            self._deregister(data, "deregister_memory", 1, "handle")
 
         @rule(data=st.data())
         def deregister_rdma_memory(self, data):
-            host = data.draw(st.integers(0, 1))
-            self.world.step("deregister_rdma_memory", host=host, sock=self.socket(data),
-                            desc=self.ref(data, host, descriptor=True))
+            self._deregister(data, "deregister_rdma_memory", 2, "desc")
 
         @precondition(lambda self: cfg.has_cache)
         @rule(data=st.data())
         def cache_callback(self, data):
+            cached = [(h, sl) for h in (0, 1) for sl in self.state.hosts[h].slots if sl.used and sl.refs == 0]
+            if cached and data.draw(st.integers(0, 2)):  # mostly a range touching a cached entry
+                host, sl = data.draw(st.sampled_from(cached))
+                addr = data.draw(st.integers(sl.addr - 8, sl.addr + sl.length - 1))
+                self.world.step("cache_callback", host=host, addr=addr, size=data.draw(st.integers(1, 300)))
+                return
             host = data.draw(st.integers(0, 1))
             self.world.step("cache_callback", host=host, addr=self.address(data, host),
                             size=data.draw(st.sampled_from([0, 1, 100, cfg.page_size, 2 * cfg.page_size])))
@@ -247,17 +274,28 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
 
         def _rdma(self, data, name, need):
             host, sock = self.host_and_socket(data, need_target=True)
-            targets = self.slots(1 - host, 2, sock) if 0 <= sock < cfg.sockets else []
             remote = MEM_WRITE if need == MEM_READ else MEM_READ  # a write's target is written
-            if data.draw(st.integers(0, 7)):
-                targets = [sl for sl in targets if sl.refs > 0 and sl.flags & remote] or targets
             sges = self.sges(data, host, sock, need)
             total = sum(n for n, _, _ in sges)
-            if targets and data.draw(st.integers(0, 3)):
-                t = data.draw(st.sampled_from(targets))
+            peer = [sl for sl in self.state.hosts[1 - host].slots if sl.used and sl.kind == 2]
+            # which target: mostly a live, permitted one of this connection; else
+            # one of another connection, a revoked (cached) one, a dead one, or garbage
+            kind = data.draw(st.sampled_from(["live"] * 5 + ["other-connection", "revoked", "dead", "garbage"]))
+            pools = {
+                "live": [sl for sl in peer if sl.sock == sock and sl.refs > 0 and sl.flags & remote]
+                        or [sl for sl in peer if sl.sock == sock],
+                "other-connection": [sl for sl in peer if sl.sock != sock and sl.refs > 0],
+                "revoked": [sl for sl in peer if sl.sock == sock and sl.refs == 0],
+            }
+            live_ids = {sl.rid for h in self.state.hosts for sl in h.slots if sl.used}
+            dead = [rid for rid, (h, d) in self.world.issued.items() if d and h == 1 - host and rid not in live_ids]
+            if kind in pools and pools[kind]:
+                t = data.draw(st.sampled_from(pools[kind]))
                 desc = Ref("issued", t.rid)
                 fits = max(0, t.length - total)
                 offset = data.draw(often(st.sampled_from([0, fits]) | st.integers(0, fits), st.just(fits + 1)))
+            elif kind == "dead" and dead:
+                desc, offset = Ref("issued", data.draw(st.sampled_from(dead))), 0
             else:
                 desc = self.ref(data, host, descriptor=True)
                 offset = data.draw(st.sampled_from([0, 1, 4096, 2**32 - 1]))
@@ -284,6 +322,10 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
         def send(self, data):
             host, sock = self.host_and_socket(data, need_target=False)
             assume(0 <= sock < cfg.sockets)
+            waiting = [(1 - h, s) for h in (0, 1) for s in range(cfg.sockets)
+                       if self.state.hosts[h].eps[s].recv == RECV_POSTED]
+            if waiting and data.draw(st.integers(0, 3)):  # mostly toward a posted receive
+                host, sock = data.draw(st.sampled_from(waiting))
             ep, peer = self.state.hosts[host].eps[sock], self.state.hosts[1 - host].eps[sock]
             # a send to a peer with no posted receive would wait: the switch never does it (XFER-03)
             assume(ep.conn != CONNECTED or peer.recv == RECV_POSTED)
@@ -291,8 +333,9 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
 
         @rule(data=st.data())
         def recv_done(self, data):
-            host, sock = data.draw(st.integers(0, 1)), data.draw(st.integers(0, cfg.sockets - 1))
-            assume(self.state.hosts[host].eps[sock].recv == RECV_DONE)
+            done = [(h, s) for h in (0, 1) for s in range(cfg.sockets) if self.state.hosts[h].eps[s].recv == RECV_DONE]
+            assume(done)
+            host, sock = data.draw(st.sampled_from(done))
             self.world.step("recv_done", host=host, sock=sock)
 
     return Lockstep

@@ -95,10 +95,13 @@ class World:
     coverage: dict[tuple[str, str], int] = attrs.field(factory=dict)
     functions: list[dict] = attrs.field(factory=lambda: [{}, {}])
     issued: dict[int, tuple[int, bool]] = attrs.field(factory=dict)  # model id -> (host, is descriptor)
+    registered: list[tuple] = attrs.field(factory=list)  # (name, host, sock, addr, length, flags) that succeeded
 
     def __attrs_post_init__(self) -> None:
         if self.model is None:
-            self.model = Model(self.cfg)
+            # the model's invariants are proved (sanspi prove); re-checking
+            # them on every lockstep step would only slow the campaign
+            self.model = Model(self.cfg, check=False)
         for p in self.providers:
             if p.memory.pages < self.cfg.pages or p.memory.page_size != self.cfg.page_size:
                 raise ValueError(f"{p.name}: its address space is smaller than the model's")
@@ -184,6 +187,11 @@ class World:
                              f"(the model serves it from the cache or counts a reference)")
         if known is not None and known != rid and self._live(known):
             raise Divergence(f"host {host}: a new registration got the value of live registration {known}")
+        if descriptor and known is not None and known != rid:
+            # CACHE-03, RDEREG-02: a revoked descriptor never works again, so
+            # no later registration may be exposed under the same bytes
+            raise Divergence(f"host {host}: registration {rid} was exposed with the descriptor of revoked "
+                             f"registration {known}")
         self.ids.value_of[rid] = value
         self.issued[rid] = (host, descriptor)
         if descriptor:
@@ -267,6 +275,7 @@ class World:
         return self._outcome("app_write", margs, OK)
 
     def _do_register_memory(self, host, sock, addr, length, flags):
+        self.registered.append(("register_memory", host, sock, addr, length, flags))
         margs = make_args("register_memory", host=host, sock=sock, addr=addr, length=length, flags=flags)
         ret = self._call(self._fn(host, 0), sock, self.addr(host, addr), length, flags)
         step = self._outcome("register_memory", margs, ret.status)
@@ -280,6 +289,7 @@ class World:
         return self._outcome("deregister_memory", margs, self._call(self._fn(host, 1), sock, value).status)
 
     def _do_register_rdma_memory(self, host, sock, addr, length, flags, desc_len):
+        self.registered.append(("register_rdma_memory", host, sock, addr, length, flags))
         margs = make_args("register_rdma_memory", host=host, sock=sock, addr=addr, length=length, flags=flags,
                           desc_len=desc_len)
         ret = self._call(self._fn(host, 2), sock, self.addr(host, addr), length, flags, desc_len)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import struct
 import threading
+import zlib
 from typing import Any
 
 import attrs
@@ -38,21 +39,26 @@ LOCAL_WRITE, REMOTE_WRITE, REMOTE_READ = 1, 2, 4
 OP_WRITE, OP_READ, OP_SEND = 1, 2, 3
 ACK, NAK_ACCESS, NAK_INVALID, NAK_RNR = 0, 1, 2, 3
 
-# The RDMA descriptor: magic, version, address, length, rkey, padded.
+# The RDMA descriptor: magic, version, address, length, rkey, then a CRC-32
+# of those fields, padded. The check field makes a descriptor valid only byte
+# for byte (RREG-02): a NIC would honour a copy whose length was enlarged.
 DESC = struct.Struct("<4sHQQI")
 DESC_MAGIC, DESC_VERSION, DESC_SIZE = b"SNSP", 1, 32
 
 
 def encode_descriptor(addr: int, length: int, rkey: int) -> bytes:
-    return DESC.pack(DESC_MAGIC, DESC_VERSION, addr, length, rkey).ljust(DESC_SIZE, b"\0")
+    body = DESC.pack(DESC_MAGIC, DESC_VERSION, addr, length, rkey)
+    return (body + struct.pack("<I", zlib.crc32(body))).ljust(DESC_SIZE, b"\0")
 
 
 def decode_descriptor(raw: Any) -> tuple[int, int, int] | None:
     """(address, length, rkey) of a well-formed descriptor, else None."""
     if not isinstance(raw, (bytes, bytearray)) or len(raw) != DESC_SIZE:
         return None
-    magic, version, addr, length, rkey = DESC.unpack_from(raw)
-    if magic != DESC_MAGIC or version != DESC_VERSION or length < 1 or any(raw[DESC.size:]):
+    body, (crc,) = bytes(raw[:DESC.size]), struct.unpack_from("<I", raw, DESC.size)
+    magic, version, addr, length, rkey = DESC.unpack(body)
+    if magic != DESC_MAGIC or version != DESC_VERSION or length < 1 or crc != zlib.crc32(body) \
+            or any(raw[DESC.size + 4:]):
         return None
     return addr, length, rkey
 
@@ -242,12 +248,13 @@ class SimProvider:
     """One host's provider. ``fabric`` joins it to its peer's."""
 
     name = "sim"
+    nic_class = SimNic  # the oracle's mutation check swaps in broken NICs
 
     def __init__(self, fabric: SimFabric, capabilities: Capabilities | None = None, memory: SimMemory | None = None,
                  ready: bool = True):
         self.capabilities = capabilities or Capabilities()
         self.memory = memory or SimMemory()
-        self.nic = SimNic(fabric)
+        self.nic = self.nic_class(fabric)
         self.ready = ready
         self.startups = 0
         self.sockets: dict[int, Socket] = {}
@@ -532,8 +539,8 @@ class SimProvider:
 
 
 def sim_pair(capabilities: Capabilities | None = None, pages: int = 8, page_size: int = 4096,
-             ready: bool = True) -> tuple[SimProvider, SimProvider]:
+             ready: bool = True, cls: type[SimProvider] = SimProvider) -> tuple[SimProvider, SimProvider]:
     """Two hosts' providers on one fabric."""
     fabric = SimFabric()
-    return tuple(SimProvider(fabric, capabilities, SimMemory(pages, page_size, base=0x7F3A_0000_0000 + h * 2**32),
-                             ready) for h in (0, 1))
+    return tuple(cls(fabric, capabilities, SimMemory(pages, page_size, base=0x7F3A_0000_0000 + h * 2**32), ready)
+                 for h in (0, 1))

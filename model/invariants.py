@@ -32,6 +32,7 @@ from sanspi.model.constants import (
     RECV_IDLE,
     RECV_POSTED,
     WSA_IO_PENDING,
+    WSA_OPERATION_ABORTED,
 )
 from sanspi.model.ops import Ops
 from sanspi.model.state import HOSTS, Config, Slot, State, empty_slot
@@ -128,9 +129,10 @@ def inv_unique_keys(cfg: Config, s: State, ops: Ops) -> Any:
 
 
 def inv_receives(cfg: Config, s: State, ops: Ops) -> Any:
-    """XFER-02, DEREG-03: a posted receive sits on a connected endpoint in a
-    live local registration of its socket that grants MEM_WRITE; an endpoint
-    holds no receive fields it is not using."""
+    """XFER-02, DEREG-03, CONN-01: a posted receive sits on a connected
+    endpoint in a live local registration of its socket that grants
+    MEM_WRITE; a completed one holds data or was flushed; an endpoint holds
+    no receive fields it is not using."""
     conds = []
     for h in range(HOSTS):
         host = s.hosts[h]
@@ -148,6 +150,10 @@ def inv_receives(cfg: Config, s: State, ops: Ops) -> Any:
                 ops.implies(ops.not_(posted),
                             ops.and_(ep.recv_handle == 0, ep.recv_addr == 0, ep.recv_len == 0)),
                 ops.implies(ep.recv == RECV_IDLE, ops.and_(ep.recv_status == 0, ep.recv_bytes == 0)),
+                # a completed receive got data (0) or was flushed (WSA_OPERATION_ABORTED, no bytes)
+                ops.implies(ep.recv == RECV_DONE, ops.or_(
+                    ops.and_(ep.recv_status == OK, ep.recv_bytes >= 1),
+                    ops.and_(ep.recv_status == WSA_OPERATION_ABORTED, ep.recv_bytes == 0))),
                 ops.implies(ep.conn == CLOSED, ep.recv == RECV_IDLE),
             ]
     return ops.and_(*conds)

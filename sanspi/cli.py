@@ -16,6 +16,7 @@ SUBCOMMANDS = (
     "sanspi.spec.cli",
     "sanspi.proof.cli",
     "sanspi.lab.cli",
+    "sanspi.conform.cli",
 )
 
 

@@ -1,5 +1,51 @@
-"""pytest plugin: the ``clause`` marker (see spec/) and, later, the conformance fixture."""
+"""sanspi's pytest plugin (entry point ``pytest11``), loaded in any project
+that installs sanspi.
+
+- the ``clause`` marker, which names the spec clauses a test checks;
+- the ``sanspi_conformance`` fixture: another provider's test suite runs the
+  lockstep campaign on its own providers with it::
+
+      def test_my_provider_conforms(sanspi_conformance):
+          sanspi_conformance(lambda: (MyProvider(0), MyProvider(1)))
+
+Imports stay inside the fixture: loading this plugin must cost nothing
+(pytest loads it in every run, inside the lab's slow guest too).
+"""
+
+from __future__ import annotations
+
+import pytest
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "clause(id, ...): the spec clause(s) a test checks")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("sanspi")
+    group.addoption("--sanspi-profile", default="ci", choices=("ci", "long"),
+                    help="sizes of sanspi_conformance campaigns (default: ci)")
+
+
+@pytest.fixture
+def sanspi_conformance(request, tmp_path):
+    """A function: run the campaign on a provider factory; fail on a divergence."""
+    from sanspi.conform.campaign import PROFILES, model_config, outcome_targets, run_campaign
+    from sanspi.conform.providers import probe
+    from sanspi.conform.report import write
+
+    def check(factory, examples: int | None = None, steps: int | None = None, seed: int | None = None,
+              pages: int = 4):
+        sizes = dict(PROFILES[request.config.getoption("--sanspi-profile")])
+        sizes.update({k: v for k, v in (("examples", examples), ("steps", steps)) if v is not None})
+        caps, name = probe(factory)
+        cfg = model_config(caps, pages=pages)
+        result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], seed, use_database=False, name=name)
+        if not result.ok:
+            files = write(result, name, cfg, outcome_targets(cfg), tmp_path, {**sizes, "seed": seed})
+            trace = "\n".join(f"  {i + 1}. {s.name}({s.args}) -> {s.status}" for i, s in enumerate(result.trace))
+            pytest.fail(f"{name} diverges from the model: {result.divergence}\nshrunk trace:\n{trace}\n"
+                        f"report: {files[0]}", pytrace=False)
+        return result
+
+    return check

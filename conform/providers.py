@@ -1,0 +1,67 @@
+"""Which providers a campaign can run: ``sim``, ``rxe`` (the verbs provider),
+or ``MODULE:FACTORY`` naming any callable that returns a pair of providers
+(host 0, host 1) joined to each other."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from sanspi.impl.interface import Capabilities, Provider
+
+
+#: The software provider as campaigns run it: a small registration table, so
+#: that a short campaign reaches a full table (REG-09) and a full cache.
+SIM_CAPABILITIES = Capabilities(slots=4)
+
+
+class ProviderError(Exception):
+    """The provider named cannot be made: one line for the user."""
+
+
+def load_factory(spec: str, pages: int, page_size: int = 4096) -> Callable[[], tuple[Provider, Provider]]:
+    if spec == "sim":
+        from sanspi.impl.sim import sim_pair
+
+        return lambda: sim_pair(SIM_CAPABILITIES, pages, page_size)
+    if spec == "rxe":
+        try:
+            from sanspi.impl.verbs import verbs_pair  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise ProviderError(f"the verbs provider cannot be loaded here ({exc})") from None
+        return lambda: verbs_pair(pages=pages, page_size=page_size)
+    if spec.startswith("mutant:"):
+        from sanspi.conform.mutants import BY_NAME
+
+        name = spec.split(":", 1)[1]
+        if name not in BY_NAME:
+            raise ProviderError(f"no mutant named {name!r}")
+        return lambda: BY_NAME[name].pair(SIM_CAPABILITIES, pages, page_size)
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ProviderError(f"provider {spec!r} is not sim, rxe or MODULE:FACTORY")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ProviderError(f"cannot load {spec}: {exc}") from None
+    if not callable(factory):
+        raise ProviderError(f"{spec} is not callable")
+    return factory
+
+
+def probe(factory: Callable[[], tuple[Provider, Provider]]) -> tuple[Capabilities, str]:
+    """Make one pair to read the capabilities and name, then release it."""
+    try:
+        pair = factory()
+    except Exception as exc:  # noqa: BLE001  a provider that cannot start is reported in one line
+        raise ProviderError(f"the provider factory failed: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        raise ProviderError("the provider factory must return a pair (host 0, host 1)")
+    try:
+        caps = pair[0].capabilities
+        if not isinstance(caps, Capabilities):
+            raise ProviderError("provider.capabilities must be a sanspi.impl.interface.Capabilities")
+        return caps, pair[0].name
+    finally:
+        for p in pair:
+            p.shutdown()
