@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,14 +65,12 @@ def _have_rdma_device() -> bool:
 
 
 def _through_lab(args: argparse.Namespace) -> int:
-    """No RDMA device here: run the same command inside the lab's guest."""
-    sanspi = shutil.which("sanspi") or f"{sys.executable} -m sanspi"
-    argv = [a for a in sys.argv[1:]]
-    cmd = [sanspi.split()[0], *sanspi.split()[1:], *argv] if " " in sanspi else [sanspi, *argv]
+    """No RDMA device here: run the same command inside the lab's guest,
+    where the project's venv (and so ``sanspi``) is on PATH."""
     print("sanspi conform: no RDMA device on this host; running through the lab (sanspi lab run)", file=sys.stderr)
     from sanspi.cli import main as sanspi_main
 
-    return sanspi_main(["lab", "run", "--topology", args.topology, "--", *cmd])
+    return sanspi_main(["lab", "run", "--topology", args.topology, "--", "sanspi", *sys.argv[1:]])
 
 
 def _campaign(args: argparse.Namespace, sizes: dict) -> int:

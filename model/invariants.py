@@ -214,29 +214,29 @@ def _local_handles_live(ops: Ops, s: State, a: Any, need: int) -> Any:
     return ops.and_(*conds)
 
 
+def _transfer_needs_permission(s: State, a: Any, step: Step, ops: Ops, remote: int, local: int) -> Any:
+    """A successful transfer went through a live RDMA registration of the peer
+    on this connection granting ``remote``, inside it at the offset, with live
+    local buffers of this socket granting ``local``."""
+    found, t = _target(ops, s, a)
+    ok = ops.and_(found, grants(ops, t.flags, remote), a.offset >= 0,
+                  a.offset + total_length(a.sges) <= t.length, _local_handles_live(ops, s, a, local))
+    return ops.implies(step.status == OK, ok)
+
+
 def prop_write_needs_permission(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
     """RDMA-06, ACC-02, ACC-03 (invariant 1): a successful RDMA write goes to a
     live RDMA registration of the peer on this connection that grants
     MEM_WRITE, inside it at the offset, from live local sources granting
     MEM_READ."""
-    if name != "rdma_write":
-        return True
-    found, t = _target(ops, s, a)
-    ok = ops.and_(found, grants(ops, t.flags, MEM_WRITE), a.offset >= 0,
-                  a.offset + total_length(a.sges) <= t.length, _local_handles_live(ops, s, a, MEM_READ))
-    return ops.implies(step.status == OK, ok)
+    return _transfer_needs_permission(s, a, step, ops, MEM_WRITE, MEM_READ) if name == "rdma_write" else True
 
 
 def prop_read_needs_permission(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
     """RDMA-07, ACC-02, ACC-03 (invariant 2): a successful RDMA read needs
     MEM_READ on the remote registration and local sinks registered with
     MEM_WRITE."""
-    if name != "rdma_read":
-        return True
-    found, t = _target(ops, s, a)
-    ok = ops.and_(found, grants(ops, t.flags, MEM_READ), a.offset >= 0,
-                  a.offset + total_length(a.sges) <= t.length, _local_handles_live(ops, s, a, MEM_WRITE))
-    return ops.implies(step.status == OK, ok)
+    return _transfer_needs_permission(s, a, step, ops, MEM_READ, MEM_WRITE) if name == "rdma_read" else True
 
 
 def prop_no_revived_descriptor(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
