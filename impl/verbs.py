@@ -33,6 +33,8 @@ Facts from the lab (shared/LAB.md, and seen while writing this):
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -62,14 +64,40 @@ CONNECT_DEADLINE_S = 120.0
 LOCAL, RDMA = 1, 2
 CONNECTED, ERRORED = 1, 2
 
-# The descriptor (RREG-02): magic, version, flags, rkey of the window,
-# address, length, QP number of the registering end (its connection) and a
-# serial number, 32 bytes. Nothing in it is trusted: the rkey is checked by
-# the responder, everything else only lets the requester refuse at call
-# time what is visibly wrong (RDMA-08 outcome a).
-DESC = struct.Struct("<2sBBIQQII")
-DESC_MAGIC, DESC_VERSION = b"SV", 1
-assert DESC.size == 32
+# The descriptor (RREG-02), 32 bytes: magic, version, flags, rkey of the
+# window, address, length, then an 8-byte MAC of those 24 bytes under a key
+# the registering end made for this connection and gave its peer at
+# connect. The MAC is what lets the requester refuse at call time
+# (RDMA-08 outcome a) a descriptor of another connection or one changed
+# in any byte: without it, a descriptor with only its flags, length or
+# address altered would still carry a working rkey, and the transfer would
+# succeed where the model says a forged descriptor never does (found by
+# the random lockstep run: a one-byte forgery of a field the NIC never
+# sees went through). What the MAC cannot show, a descriptor revoked by
+# the peer, is posted and refused by the peer's rxe: outcome (b).
+DESC_BODY = struct.Struct("<2sBBIQQ")
+DESC = struct.Struct("<2sBBIQQ8s")
+DESC_MAGIC, DESC_VERSION = b"SV", 2
+MAC_SIZE = 8
+assert DESC.size == 32 and DESC_BODY.size + MAC_SIZE == DESC.size
+
+
+def seal(key: bytes, magic: bytes, version: int, flags: int, rkey: int, addr: int, length: int) -> bytes:
+    """A descriptor: its fields and their MAC under the connection's ``key``."""
+    body = DESC_BODY.pack(magic, version, flags, rkey, addr, length)
+    return body + hmac.new(key, body, hashlib.sha256).digest()[:MAC_SIZE]
+
+
+def unseal(key: bytes, raw: Any) -> tuple | None:
+    """(magic, version, flags, rkey, addr, length) of a descriptor sealed
+    with ``key``, or None for anything else (garbage, forged, foreign)."""
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) != DESC.size or not key:
+        return None
+    raw = bytes(raw)
+    body, mac = raw[:DESC_BODY.size], raw[DESC_BODY.size:]
+    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()[:MAC_SIZE]):
+        return None
+    return DESC_BODY.unpack(body)
 
 
 #: Handles come from one counter for the whole process, so two providers in
@@ -125,6 +153,10 @@ class _Endpoint:
         self.qp, self.scq, self.rcq = qp, scq, rcq
         self.conn = CONNECTED
         self.remote_qpn = 0
+        #: Descriptor MAC keys: ours for what we expose on this connection,
+        #: the peer's for what it exposes to us (exchanged at connect).
+        self.key = os.urandom(16)
+        self.peer_key = b""
         self.exposed: set[int] = set()  # every rkey ever bound on this connection (CACHE-03)
         self.recv: tuple | None = None  # (handle, addr, len) of the posted receive
         self.recv_result: Ret | None = None  # its completion, once seen
@@ -193,7 +225,6 @@ class VerbsProvider:
         self._eps: dict[int, _Endpoint] = {}
         self._listeners: dict[int, socket.socket] = {}
         self._regs: list[_Registration] = []
-        self._serial = 1
         self._closed = False
 
     # --- WSPStartupEx (START-*) --------------------------------------------
@@ -357,7 +388,7 @@ class VerbsProvider:
         try:
             psn = (qp.qp_num * 2654435761) & 0xFFFFFF  # any PSN works; a fixed one keeps runs repeatable
             rf, wf = conn.makefile("r"), conn.makefile("w")
-            wf.write(json.dumps({"qpn": qp.qp_num, "psn": psn, "gid": self._gid}) + "\n")
+            wf.write(json.dumps({"qpn": qp.qp_num, "psn": psn, "gid": self._gid, "key": ep.key.hex()}) + "\n")
             wf.flush()
             peer = json.loads(rf.readline())
             attr = QPAttr(port_num=PORT)
@@ -390,6 +421,7 @@ class VerbsProvider:
         conn.setblocking(False)
         ep.side = conn
         ep.remote_qpn = int(peer["qpn"])
+        ep.peer_key = bytes.fromhex(str(peer["key"]))
         self._eps[s] = ep
         return Ret(OK, 0)
 
@@ -573,9 +605,7 @@ class VerbsProvider:
             return False
         ep.exposed.add(key)
         r.mw, r.rkey = mw, key
-        r.value = DESC.pack(DESC_MAGIC, DESC_VERSION, r.flags, key, r.addr, r.length, ep.qp.qp_num,
-                            self._serial & 0xFFFFFFFF)
-        self._serial += 1
+        r.value = seal(ep.key, DESC_MAGIC, DESC_VERSION, r.flags, key, r.addr, r.length)
         return True
 
     def _revoke(self, r: _Registration, ep: _Endpoint | None) -> None:
@@ -707,12 +737,14 @@ class VerbsProvider:
         ep = self._eps[s]
         total = sum(b.len for b, _ in bufs)
         # RDMA-08 outcome (a): refuse at call time what the descriptor shows
-        # to be wrong. What only the peer knows (revoked, forged key) is
-        # posted and refused by its responder: outcome (b).
-        if not isinstance(target, (bytes, bytearray)) or len(target) != DESC.size:
+        # to be wrong (not sealed for this connection, no permission, out of
+        # range). What only the peer knows (revoked) is posted and refused
+        # by its responder: outcome (b).
+        fields = unseal(ep.peer_key, target)
+        if fields is None:
             return Ret(WSAEINVAL, 0)
-        magic, version, flags, rkey, addr, length, qpn, _ = DESC.unpack(bytes(target))
-        if (magic != DESC_MAGIC or version != DESC_VERSION or qpn != ep.remote_qpn
+        magic, version, flags, rkey, addr, length = fields
+        if (magic != DESC_MAGIC or version != DESC_VERSION
                 or flags not in (MEM_READ, MEM_WRITE, MEM_READWRITE)
                 or not grants(flags, MEM_WRITE if write else MEM_READ)
                 or not _is_int(offset) or offset < 0 or offset + total > length):

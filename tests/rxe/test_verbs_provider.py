@@ -388,18 +388,34 @@ def test_target_refused_at_call_time_when_the_descriptor_shows_it(world, rig):
 
 
 @clause("ACC-02", "RDMA-08", "CONN-01")
-def test_forged_permission_is_refused_by_rxe(world, rig):
-    """A write-only descriptor with its flags byte forged to MEM_READWRITE
-    passes every call-time check; the window was bound without REMOTE_READ,
-    so rxe's responder refuses the READ: outcome (b)."""
+def test_forged_descriptors(world, rig):
+    """A descriptor changed in any one byte is refused at call time (its MAC
+    no longer matches), the connection staying up. One re-sealed with the
+    connection's own key (a peer that knows it) passes those checks: a
+    write-only window forged to MEM_READWRITE is then refused by rxe's
+    responder, since the window was bound without REMOTE_READ: outcome (b)."""
+    from sanspi.impl.interface import WsaBufEx
+    from sanspi.impl.verbs import seal, unseal
+
     w = world
     h = rig.reg(w, host=0, addr=0, length=PAGE)
     wo = rig.rreg(w, host=1, addr=0, length=64, flags=MEM_WRITE)
     w.step("app_write", host=1, addr=0, length=64, seed=8)
-    s = w.step("rdma_read", host=0, sock=0, sges=((8, 0, rig.issued(h)),), desc=Ref("forged", wo, at=3),
-               offset=0)
-    assert s.status == WSAECONNRESET
+    one = ((8, 0, rig.issued(h)),)
+    for at in range(32):
+        s = w.step("rdma_write", host=0, sock=0, sges=one, desc=Ref("forged", wo, at=at), offset=0)
+        assert s.status == WSAEINVAL, at
+    assert conn_states(w, 0) == [CONNECTED, CONNECTED]
+    p0 = w.providers[0]
+    key = p0._eps[0].peer_key
+    magic, version, flags, rkey, addr, length = unseal(key, w.ids.value_of[wo])
+    forged = seal(key, magic, version, MEM_READWRITE, rkey, addr, length)
+    ret = p0.rdma_read(0, [WsaBufEx(8, p0.memory.base, w.ids.value_of[h])], forged, 0)
+    assert ret.status == WSAECONNRESET
+    w.model.call("rdma_read", host=0, sock=0, sges=((h, 0, 8),), desc=0, offset=0, choice=1)
+    w.compare_memory()
     assert conn_states(w, 0) == [ERRORED, ERRORED]
+    assert w.step("register_memory", host=1, sock=0, addr=0, length=8, flags=MEM_READ).status == WSAENOTCONN
 
 
 @clause("RREG-02", "RDMA-05", "RDMA-08", "CONN-01")
@@ -413,14 +429,13 @@ def test_descriptor_works_only_on_its_connection(world, rig):
     assert w.step("rdma_write", host=0, sock=1, sges=one, desc=rig.issued(d0), offset=0).status == WSAEINVAL
     assert w.step("rdma_write", host=1, sock=0, sges=((8, 0, rig.issued(own)),), desc=rig.issued(d0),
                   offset=0).status == WSAEINVAL  # the registering host itself
-    # and when it lies about its connection, rxe refuses the window on that QP
+    # and sealed for connection 1 (a peer that knows that key), rxe still
+    # refuses it there: the window is bound to connection 0's QP
     from sanspi.impl.interface import WsaBufEx
-    from sanspi.impl.verbs import DESC
+    from sanspi.impl.verbs import seal, unseal
 
     p0, p1 = w.providers
-    fields = list(DESC.unpack(w.ids.value_of[d0]))
-    fields[6] = p0._eps[1].remote_qpn  # the QP number of connection 1's far end
-    lie = DESC.pack(*fields)
+    lie = seal(p0._eps[1].peer_key, *unseal(p0._eps[0].peer_key, w.ids.value_of[d0]))
     before = p1.memory.read(p1.memory.base, PAGE)
     ret = p0.rdma_write(1, [WsaBufEx(8, p0.memory.base, w.ids.value_of[h1])], lie, 0)
     assert ret.status == WSAECONNRESET
