@@ -98,7 +98,7 @@ def _campaign(args: argparse.Namespace, sizes: dict) -> int:
 
 def _mutants(args: argparse.Namespace, sizes: dict) -> int:
     from sanspi.conform.campaign import model_config, run_campaign
-    from sanspi.conform.mutants import MUTANTS
+    from sanspi.conform.mutants import MUTANT_EXAMPLES, MUTANTS
     from sanspi.conform.providers import SIM_CAPABILITIES
 
     cfg = model_config(SIM_CAPABILITIES, pages=args.pages)
@@ -107,7 +107,7 @@ def _mutants(args: argparse.Namespace, sizes: dict) -> int:
     survivors = 0
     for m in MUTANTS:
         start = time.perf_counter()
-        r = run_campaign(lambda m=m: m.pair(SIM_CAPABILITIES, args.pages, 4096), cfg, sizes["examples"] * 4,
+        r = run_campaign(lambda m=m: m.pair(SIM_CAPABILITIES, args.pages, 4096), cfg, MUTANT_EXAMPLES,
                          sizes["steps"], args.seed, use_database=False, progress=_progress, name=m.name,
                          shrink=False)
         _clear()

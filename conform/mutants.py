@@ -19,6 +19,12 @@ from sanspi.impl.sim import (
 from sanspi.spi import HIGHEST_VERSION, WSAEFAULT, WSAEINVAL, WSAENOBUFS
 
 
+#: The campaign's budget for one mutant: enough that each is killed with
+#: room to spare (a kill usually takes tens of examples); only a survivor
+#: spends all of it.
+MUTANT_EXAMPLES = 1000
+
+
 @attrs.frozen
 class Mutant:
     name: str

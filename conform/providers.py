@@ -26,10 +26,13 @@ def load_factory(spec: str, pages: int, page_size: int = 4096) -> Callable[[], t
         return lambda: sim_pair(SIM_CAPABILITIES, pages, page_size)
     if spec == "rxe":
         try:
-            from sanspi.impl.verbs import verbs_pair  # type: ignore[attr-defined]
+            from sanspi.impl.verbs import VerbsProvider
         except ImportError as exc:
             raise ProviderError(f"the verbs provider cannot be loaded here ({exc})") from None
-        return lambda: verbs_pair(pages=pages, page_size=page_size)
+        if page_size != 4096:
+            raise ProviderError("the verbs provider maps real 4096-byte pages")
+        # both hosts on this machine's one rxe device (loopback topology)
+        return lambda: (VerbsProvider(pages=pages), VerbsProvider(pages=pages))
     if spec.startswith("mutant:"):
         from sanspi.conform.mutants import BY_NAME
 
