@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from sanspi.cli import UsageError
+from sanspi.cli import UsageError, clear_progress, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,16 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mutants", action="store_true", help="run the campaign on every seeded-bug variant of the "
                    "software provider and print the kill table")
     p.set_defaults(run=run)
-
-
-def _progress(msg: str) -> None:
-    if sys.stderr.isatty():
-        print(f"\r\033[K  {msg}", end="", file=sys.stderr, flush=True)
-
-
-def _clear() -> None:
-    if sys.stderr.isatty():
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,8 +76,8 @@ def _campaign(args: argparse.Namespace, sizes: dict) -> int:
     cfg = model_config(caps, pages=args.pages)
     print(f"conform: {name} ({args.provider}), {sizes['examples']} examples of up to {sizes['steps']} steps"
           + (f", seed {args.seed}" if args.seed is not None else ""))
-    result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, progress=_progress, name=name)
-    _clear()
+    result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, progress=progress, name=name)
+    clear_progress()
     targets = outcome_targets(cfg)
     files = write(result, args.provider, cfg, targets, Path(args.out),
                   {"profile": args.profile, **sizes, "seed": args.seed})
@@ -108,9 +98,9 @@ def _mutants(args: argparse.Namespace, sizes: dict) -> int:
     for m in MUTANTS:
         start = time.perf_counter()
         r = run_campaign(lambda m=m: m.pair(SIM_CAPABILITIES, args.pages, 4096), cfg, MUTANT_EXAMPLES,
-                         sizes["steps"], args.seed, use_database=False, progress=_progress, name=m.name,
+                         sizes["steps"], args.seed, use_database=False, progress=progress, name=m.name,
                          shrink=False)
-        _clear()
+        clear_progress()
         killed = not r.ok
         survivors += not killed
         said = (r.divergence or "").replace("|", "/")[:90]

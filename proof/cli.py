@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from sanspi.cli import UsageError
+from sanspi.cli import UsageError, clear_progress, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,16 +39,6 @@ def _bug(name: str | None):
     return BY_NAME[name]
 
 
-def _progress(msg: str) -> None:
-    if sys.stderr.isatty():
-        print(f"\r\033[K  {msg}", end="", file=sys.stderr, flush=True)
-
-
-def _done_progress() -> None:
-    if sys.stderr.isatty():
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-
 def run_prove(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
@@ -78,8 +68,8 @@ def _induction(args, table) -> int:
     from sanspi.proof.report import render_counterexample, render_table
 
     start = time.perf_counter()
-    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=_progress)
-    _done_progress()
+    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress)
+    clear_progress()
     elapsed = time.perf_counter() - start
     print(render_table(results))
     failed = [r for r in results if not r.ok]
@@ -108,8 +98,8 @@ def _bmc(args, table) -> int:
     from sanspi.proof.bmc import BMC_CONFIG, bmc
 
     result = bmc(args.bmc, BMC_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000) * 6,
-                 progress=_progress)
-    _done_progress()
+                 progress=progress)
+    clear_progress()
     if result.verdict == "none found":
         print(f"no violation in any sequence of at most {args.bmc} steps from Init "
               f"({result.seconds:.1f}s; bounds: {_bmc_bounds()})")
@@ -140,13 +130,13 @@ def _stats(args, table) -> int:
 
     rows = []
     start = time.perf_counter()
-    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=_progress)
+    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress)
     rows.append(("whole proof (induction)", time.perf_counter() - start,
                  "all proved" if all(r.ok for r in results) else "FAILED"))
     for k in (4, 6, 8):
-        r = bmc(k, BMC_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000) * 6, progress=_progress)
+        r = bmc(k, BMC_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000) * 6, progress=progress)
         rows.append((f"BMC K={k}", r.seconds, r.verdict))
-    _done_progress()
+    clear_progress()
     print("| proof | seconds | verdict |")
     print("|---|---|---|")
     for name, secs, verdict in rows:
@@ -164,8 +154,8 @@ def _self_test(args) -> int:
     for bug in SEEDED_BUGS:
         start = time.perf_counter()
         with bug.applied() as table:
-            results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=_progress)
-        _done_progress()
+            results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress)
+        clear_progress()
         found = [r for r in results if r.verdict == "counterexample" and r.cex and r.cex.confirmed]
         first = f"{found[0].check} on {found[0].transition}" if found else "NONE: the bug survived"
         survivors += not found

@@ -20,6 +20,17 @@ SUBCOMMANDS = (
 )
 
 
+def progress(msg: str) -> None:
+    """A progress line on a terminal's stderr, overwritten by the next one."""
+    if sys.stderr.isatty():
+        print(f"\r\033[K  {msg}", end="", file=sys.stderr, flush=True)
+
+
+def clear_progress() -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
 class UsageError(Exception):
     """Bad input at the command line: printed as one line, exit status 2."""
 
