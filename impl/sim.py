@@ -224,6 +224,22 @@ class SimNic:
 # --- the provider ---------------------------------------------------------------
 
 
+def _guarded(fn):
+    """Bad argument types get WSAEINVAL, never an exception across the SPI.
+    (Values of the right type are checked where the spec says, in order.)"""
+    import functools
+
+    @functools.wraps(fn)
+    def call(self, *args):
+        try:
+            return fn(self, *args)
+        except (TypeError, ValueError, AttributeError, OverflowError, struct.error):
+            return Ret(WSAEINVAL, None)
+
+    return call
+
+
+
 @attrs.define(eq=False)
 class Registration:
     kind: str  # "local" or "rdma"
@@ -263,6 +279,7 @@ class SimProvider:
 
     # --- startup and lookup ---------------------------------------------------
 
+    @_guarded
     def startup_ex(self, version: int, wsp_data: bool = True, proc_table: bool = True) -> Ret:
         if not self.ready:
             return Ret(WSASYSNOTREADY, 0)
@@ -277,6 +294,7 @@ class SimProvider:
         agreed = min((major, minor), HIGHEST_VERSION)
         return Ret(OK, agreed[0] | agreed[1] << 8)
 
+    @_guarded
     def get_extension_function(self, guid: bytes, out_len: int = POINTER_SIZE) -> Ret:
         if out_len < POINTER_SIZE:
             return Ret(WSAEFAULT)
@@ -321,6 +339,7 @@ class SimProvider:
         listener.peered.set()
         return Ret(OK)
 
+    @_guarded
     def close(self, s: int) -> Ret:
         sock = self.sockets.pop(s, None)
         if sock is None:
@@ -361,6 +380,7 @@ class SimProvider:
                 return reg
         return None
 
+    @_guarded
     def register_memory(self, s: int, buf: int, length: int, flags: int) -> Ret:
         status, found = self._register("local", s, buf, length, flags)
         if status:
@@ -378,6 +398,7 @@ class SimProvider:
         self.table.append(reg)
         return Ret(OK, reg.handle)
 
+    @_guarded
     def register_rdma_memory(self, s: int, buf: int, length: int, flags: int, descriptor_length: int) -> Ret:
         status, found = self._register("rdma", s, buf, length, flags)
         if status:
@@ -421,6 +442,7 @@ class SimProvider:
             self.nic.invalidate(reg.window)
         self.table.remove(reg)
 
+    @_guarded
     def deregister_memory(self, s: int, handle: Any) -> Ret:
         reg = self._live("local", s, handle)
         if reg is None:
@@ -431,6 +453,7 @@ class SimProvider:
         self._drop(reg)
         return Ret(OK)
 
+    @_guarded
     def deregister_rdma_memory(self, s: int, descriptor: bytes) -> Ret:
         reg = self._live("rdma", s, descriptor)
         if reg is None:
@@ -438,6 +461,7 @@ class SimProvider:
         self._drop(reg)
         return Ret(OK)
 
+    @_guarded
     def cache_callback(self, addr: int, size: int) -> Ret:
         def overlaps(reg: Registration) -> bool:
             return size > 0 and reg.addr < addr + size and addr < reg.addr + reg.length
@@ -502,12 +526,15 @@ class SimProvider:
                 at += n
         return Ret(OK, total) if ok else Ret(WSAECONNRESET, 0)
 
+    @_guarded
     def rdma_write(self, s: int, buffers: list[WsaBufEx], target: bytes, offset: int) -> Ret:
         return self._rdma(s, buffers, target, offset, write=True)
 
+    @_guarded
     def rdma_read(self, s: int, buffers: list[WsaBufEx], target: bytes, offset: int) -> Ret:
         return self._rdma(s, buffers, target, offset, write=False)
 
+    @_guarded
     def send(self, s: int, buffers: list[WsaBufEx]) -> Ret:
         status, sock = self._transfer_socket(s)
         if status:
@@ -519,6 +546,7 @@ class SimProvider:
         ok, _ = self.nic.post(sock.qp, OP_SEND, 0, 0, payload)
         return Ret(OK, len(payload)) if ok else Ret(WSAECONNRESET, 0)
 
+    @_guarded
     def recv(self, s: int, buffer: WsaBufEx) -> Ret:
         status, sock = self._transfer_socket(s)
         if status:
@@ -529,6 +557,7 @@ class SimProvider:
         sock.qp.recv, sock.recv_handle = local[0], buffer.handle
         return Ret(WSA_IO_PENDING)
 
+    @_guarded
     def recv_done(self, s: int) -> Ret:
         sock = self.sockets.get(s)
         if sock is None or sock.qp.recv_done is None:
