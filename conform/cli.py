@@ -87,19 +87,15 @@ def _campaign(args: argparse.Namespace, sizes: dict) -> int:
 
 
 def _mutants(args: argparse.Namespace, sizes: dict) -> int:
-    from sanspi.conform.campaign import model_config, run_campaign
-    from sanspi.conform.mutants import MUTANT_EXAMPLES, MUTANTS
-    from sanspi.conform.providers import SIM_CAPABILITIES
+    from sanspi.conform.mutants import MUTANTS, hunt
 
-    cfg = model_config(SIM_CAPABILITIES, pages=args.pages)
+    seeds = (args.seed,) if args.seed is not None else None
     print("| mutant | clause | killed | time to kill (s) | divergence |")
     print("|---|---|---|---|---|")
     survivors = 0
     for m in MUTANTS:
         start = time.perf_counter()
-        r = run_campaign(lambda m=m: m.pair(SIM_CAPABILITIES, args.pages, 4096), cfg, MUTANT_EXAMPLES,
-                         sizes["steps"], args.seed, use_database=False, progress=progress, name=m.name,
-                         shrink=False)
+        r = hunt(m, args.pages, sizes["steps"], **({"seeds": seeds} if seeds else {}), progress=progress)
         clear_progress()
         killed = not r.ok
         survivors += not killed
