@@ -308,6 +308,24 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             self.world.step(name, host=host, sock=sock, sges=sges, desc=desc, offset=offset)
 
         @rule(data=st.data())
+        def revoke_then_use(self, data):
+            """RDEREG-02, CACHE-03: the peer deregisters an RDMA buffer, then
+            this host aims a transfer at it with good local buffers."""
+            chances = [(h, sl) for h in (0, 1) for sl in self.slots(1 - h, 2) if sl.refs > 0
+                       and any(l.refs > 0 for l in self.slots(h, 1, sl.sock))]
+            if not chances:
+                return
+            host, target = data.draw(st.sampled_from(chances))
+            for _ in range(target.refs):  # drop every reference, so it is revoked
+                self.world.step("deregister_rdma_memory", host=1 - host, sock=target.sock,
+                                desc=Ref("issued", target.rid))
+            write = not self.world.cfg.has_rdma_read or data.draw(st.booleans())
+            need = MEM_READ if write else MEM_WRITE
+            sges = self.sges(data, host, target.sock, need)
+            self.world.step("rdma_write" if write else "rdma_read", host=host, sock=target.sock, sges=sges,
+                            desc=Ref("issued", target.rid), offset=0)
+
+        @rule(data=st.data())
         def rdma_write(self, data):
             self._rdma(data, "rdma_write", MEM_READ)
 
