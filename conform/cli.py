@@ -60,7 +60,10 @@ def _through_lab(args: argparse.Namespace) -> int:
     print("sanspi conform: no RDMA device on this host; running through the lab (sanspi lab run)", file=sys.stderr)
     from sanspi.cli import main as sanspi_main
 
-    return sanspi_main(["lab", "run", "--topology", args.topology, "--", "sanspi", *sys.argv[1:]])
+    out = str(Path(args.out).resolve())
+    inner = [a for a in sys.argv[1:]]
+    return sanspi_main(["lab", "run", "--topology", args.topology, "--rwdir", out, "--",
+                        "sanspi", *inner, "--out", out])
 
 
 def _campaign(args: argparse.Namespace, sizes: dict) -> int:

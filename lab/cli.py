@@ -85,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", default=str(DEFAULT_TIMEOUT), metavar="S",
                    help=f"stop everything after S seconds (default {DEFAULT_TIMEOUT:.0f})")
     p.add_argument("--kvm", action="store_true", help="use KVM (same as SANSPI_LAB_KVM=1)")
+    p.add_argument("--rwdir", metavar="DIR", help="a host folder the guest may write (created if missing); "
+                   "the rest of the host's filesystem is read-only there")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.set_defaults(run=cmd_run)
     _one_line_errors(p)
@@ -179,7 +181,7 @@ class Tee:
 
 def execute(topo: str, cmd: list[str], *, kvm: bool, timeout: float,
             stdout: IO[str] = sys.stdout, stderr: IO[str] = sys.stderr,
-            interactive: bool = False) -> tuple[int, list[launch.Outcome]]:
+            interactive: bool = False, rwdir: Path | None = None) -> tuple[int, list[launch.Outcome]]:
     """Run ``cmd`` in ``topo``: natively when the host can, else in guests."""
     if topo not in topology.TOPOLOGIES:
         raise UsageError(f"unknown topology {topo!r} (choose from {', '.join(topology.TOPOLOGIES)})")
@@ -204,9 +206,11 @@ def execute(topo: str, cmd: list[str], *, kvm: bool, timeout: float,
         n = 2 if topo == "two-host" else 1
         paths = launch.script_slots(scripts_dir, n)
         ports = launch.free_udp_ports(2) if topo == "two-host" else (0, 0)
+        if rwdir is not None:
+            rwdir.mkdir(parents=True, exist_ok=True)
         guests = topology.plan(topo, cmd, vmlinuz=stamp.vmlinuz, repo=repo, venv_bin=vbin,
                                kvm=kvm, script_paths=[str(p) for p in paths],
-                               ports=(ports[0], ports[1]))
+                               ports=(ports[0], ports[1]), rwdir=rwdir)
         for g, p in zip(guests, paths):
             p.write_text(g.script)
         argvs = [g.argv for g in guests]
@@ -274,7 +278,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.topology not in topology.TOPOLOGIES:
         raise UsageError(f"unknown topology {args.topology!r} "
                          f"(choose from {', '.join(topology.TOPOLOGIES)})")
-    status, _ = execute(args.topology, cmd, kvm=use_kvm(args), timeout=timeout)
+    status, _ = execute(args.topology, cmd, kvm=use_kvm(args), timeout=timeout,
+                        rwdir=Path(args.rwdir).resolve() if args.rwdir else None)
     return status
 
 
