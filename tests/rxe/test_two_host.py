@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
-import time
 
 import pytest
+
+from tests.rxe.oob import oob_channel
 
 pytestmark = [pytest.mark.rxe, pytest.mark.two_host]
 
 OOB_PORT = 18515
-CONNECT_DEADLINE_S = 120.0  # the peer guest may boot tens of seconds later
 SIZE = 8192
 PSNS = (0x100, 0x200)
 
@@ -30,26 +29,6 @@ def role(lab):
         pytest.fail("a two-host test needs `sanspi lab run --topology two-host` "
                     f"(this run: topology {lab.topology}, {lab.hosts} host)", pytrace=False)
     return lab.host
-
-
-def _oob_channel(lab, host: int) -> socket.socket:
-    """Host 0 accepts, host 1 connects; both with a deadline."""
-    end = time.monotonic() + CONNECT_DEADLINE_S
-    if host == 0:
-        with socket.create_server((lab.local_addr, OOB_PORT)) as srv:
-            srv.settimeout(CONNECT_DEADLINE_S)
-            conn, _ = srv.accept()
-    else:
-        while True:
-            try:
-                conn = socket.create_connection((lab.peer_addr, OOB_PORT), timeout=5)
-                break
-            except OSError:
-                if time.monotonic() > end:
-                    raise AssertionError(f"host 0 never listened on {lab.peer_addr}:{OOB_PORT}")
-                time.sleep(0.5)
-    conn.settimeout(CONNECT_DEADLINE_S)
-    return conn
 
 
 def _send(f, obj) -> None:
@@ -68,7 +47,7 @@ def test_rdma_write_across_hosts(verbs, lab, role):
     data = verbs.pattern(0x42, SIZE)
     # Separate reader and writer: a text "rw" file drops the lines it has
     # read ahead whenever it writes (TextIOWrapper resets its decoder).
-    with verbs.Rig(lab) as rig, _oob_channel(lab, role) as conn, \
+    with verbs.Rig(lab) as rig, oob_channel(lab, OOB_PORT) as conn, \
             conn.makefile("r") as rf, conn.makefile("w") as wf:
         qp, cq = rig.rc_qp()
         if role == 0:

@@ -12,10 +12,10 @@ carries the connect token and descriptors, as the switch would.
 from __future__ import annotations
 
 import json
-import socket
-import time
 
 import pytest
+
+from tests.rxe.oob import oob_channel
 
 from sanspi.impl.interface import WsaBufEx
 from sanspi.model.constants import (
@@ -28,27 +28,7 @@ pytestmark = [pytest.mark.rxe, pytest.mark.two_host]
 clause = pytest.mark.clause
 
 OOB_PORT = 18517  # not the smoke test's: its port may still be in TIME_WAIT
-CONNECT_DEADLINE_S = 120.0
 PAGE = 4096
-
-
-def _side_channel(lab) -> socket.socket:
-    end = time.monotonic() + CONNECT_DEADLINE_S
-    if lab.host == 0:
-        with socket.create_server((lab.local_addr, OOB_PORT)) as srv:
-            srv.settimeout(CONNECT_DEADLINE_S)
-            conn, _ = srv.accept()
-    else:
-        while True:
-            try:
-                conn = socket.create_connection((lab.peer_addr, OOB_PORT), timeout=5)
-                break
-            except OSError:
-                if time.monotonic() > end:
-                    raise AssertionError(f"host 0 never listened on {lab.peer_addr}:{OOB_PORT}")
-                time.sleep(0.5)
-    conn.settimeout(CONNECT_DEADLINE_S)
-    return conn
 
 
 class Pair:
@@ -122,7 +102,7 @@ def test_register_write_read_and_revoke_across_hosts(lab):
                     f"(this run: topology {lab.topology}, {lab.hosts} host)", pytrace=False)
     p = VerbsProvider()
     try:
-        with _side_channel(lab) as conn, conn.makefile("r") as rf, conn.makefile("w") as wf:
+        with oob_channel(lab, OOB_PORT) as conn, conn.makefile("r") as rf, conn.makefile("w") as wf:
             x = Pair(lab, p, rf, wf)
             me = lab.host
             for h in (0, 1):
