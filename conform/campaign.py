@@ -19,7 +19,6 @@ from sanspi.conform.machine import make_machine
 from sanspi.conform.world import Divergence, Logged, World
 from sanspi.impl.interface import Capabilities, Provider
 from sanspi.model.state import Config
-from sanspi.model.transitions import TRANSITIONS
 
 CACHE_DIR = Path(os.environ.get("SANSPI_CACHE", Path.home() / ".cache" / "sanspi"))
 
@@ -113,8 +112,6 @@ def outcome_targets(cfg: Config) -> dict[str, set[str]]:
 UNREACHABLE = {
     ("startup_ex", "WSASYSNOTREADY"): "campaigns run on a provider whose device is up (START-02 is a model test)",
     ("get_extension", "WSAEOPNOTSUPP"): "only for a provider without WSPRdmaRead or the cache callback",
-    ("rdma_read", None): "the provider has no WSPRdmaRead",
-    ("cache_callback", None): "the provider has no cache callback",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from sanspi.conform.world import Ref, World
 from sanspi.impl.interface import Provider
@@ -193,7 +193,7 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
         def _flags(self, data):
             return data.draw(st.sampled_from([MEM_READ, MEM_WRITE, MEM_READWRITE] * 5 + [0, 4]))
 
-        def _length(self, data, addr):
+        def _length(self, data):
             regs = [sl.length for h in self.state.hosts for sl in h.slots if sl.used]
             if data.draw(st.integers(0, 7)) == 0:
                 return data.draw(st.sampled_from(EDGES + regs))
@@ -213,7 +213,7 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
                 return host, sock, addr, length, flags
             host, sock = data.draw(st.integers(0, 1)), self.socket(data)
             addr = self.address(data, host)
-            return host, sock, addr, self._length(data, addr), self._flags(data)
+            return host, sock, addr, self._length(data), self._flags(data)
 
         @rule(data=st.data())
         def register_memory(self, data):

@@ -14,9 +14,9 @@ import attrs
 from sanspi.impl import sim
 from sanspi.impl.interface import Capabilities, Ret
 from sanspi.impl.sim import (
-    ACK, NAK_ACCESS, NAK_INVALID, OK, REMOTE_READ, REMOTE_WRITE, Registration, SimNic, SimProvider, sim_pair,
+    ACK, OK, REMOTE_READ, REMOTE_WRITE, Registration, SimNic, SimProvider, sim_pair,
 )
-from sanspi.spi import HIGHEST_VERSION, WSAEFAULT, WSAEINVAL, WSAENOBUFS
+from sanspi.spi import WSAEFAULT, WSAEINVAL
 
 
 #: The campaign's budget for one mutant, per seed: a kill usually takes tens

@@ -9,6 +9,8 @@ import os
 import platform
 from pathlib import Path
 
+import attrs
+
 from sanspi.conform.campaign import UNREACHABLE, CampaignResult, uncovered
 from sanspi.model.state import Config
 
@@ -25,8 +27,6 @@ def environment() -> dict[str, str]:
 
 def pytest_file(result: CampaignResult, spec: str, cfg: Config) -> str:
     steps = ",\n".join(f"    ({s.name!r}, {s.args!r})" for s in result.trace)
-    import attrs
-
     cfg_args = ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in attrs.fields(Config))
     return f'''"""A divergence sanspi conform found in provider {spec!r}, shrunk by Hypothesis:
 
@@ -56,7 +56,7 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: dict[str, set
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     missing = uncovered(result.coverage, targets)
-    explained = {f"{n} -> {r}": why for (n, r), why in UNREACHABLE.items() if r}
+    explained = {f"{n} -> {r}": why for (n, r), why in UNREACHABLE.items()}
     rate = result.steps / result.seconds if result.seconds else 0.0
     written = []
     data = {

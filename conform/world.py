@@ -19,12 +19,12 @@ import attrs
 
 from sanspi.impl.interface import Provider, RdmaRegistration, Ret, WsaBufEx
 from sanspi.model.constants import (
-    FN_UNKNOWN, GUIDS, HIGHEST_VERSION, OK, POINTER_SIZE, wsa_name,
+    FN_UNKNOWN, GUIDS, OK, POINTER_SIZE, wsa_name,
 )
 from sanspi.model.machine import Model, make_args
 from sanspi.model.ops import pattern_byte
 from sanspi.model.state import Config
-from sanspi.model.transitions import TRANSITIONS, Sge, Step
+from sanspi.model.transitions import Sge, Step
 
 
 @attrs.frozen

@@ -360,7 +360,7 @@ class SimProvider:
         sock = self.sockets.get(s)
         return sock if sock is not None and sock.connected and not sock.qp.error else None
 
-    def _register(self, kind: str, s: int, buf: int, length: int, flags: int) -> tuple[int, Any]:
+    def _register(self, s: int, buf: int, length: int, flags: int) -> tuple[int, Any]:
         """(status, registration) after the checks every registration makes."""
         sock = self._socket_up(s)
         if sock is None:
@@ -382,7 +382,7 @@ class SimProvider:
 
     @_guarded
     def register_memory(self, s: int, buf: int, length: int, flags: int) -> Ret:
-        status, found = self._register("local", s, buf, length, flags)
+        status, found = self._register(s, buf, length, flags)
         if status:
             return Ret(status, None)
         reg = self._find("local", s, buf, length, flags)
@@ -400,7 +400,7 @@ class SimProvider:
 
     @_guarded
     def register_rdma_memory(self, s: int, buf: int, length: int, flags: int, descriptor_length: int) -> Ret:
-        status, found = self._register("rdma", s, buf, length, flags)
+        status, found = self._register(s, buf, length, flags)
         if status:
             return Ret(status, RdmaRegistration(None, descriptor_length))
         if descriptor_length < DESC_SIZE:

@@ -17,7 +17,7 @@ import attrs
 from sanspi.model.constants import wsa_name
 from sanspi.model.invariants import violations
 from sanspi.model.ops import CONCRETE
-from sanspi.model.state import Config, Endpoint, Slot, State, init_state
+from sanspi.model.state import Config, Endpoint, State, init_state
 from sanspi.model.transitions import TRANSITIONS, Sge
 
 FORMAT = "sanspi-trace/1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -82,15 +81,14 @@ def _induction(args, table) -> int:
     unknown = sum(1 for r in failed if r.verdict == "unknown")
     print()
     print(f"{len(results)} checks in {elapsed:.1f}s: {len(results) - len(failed)} proved, "
-          f"{len(failed) - unknown} counterexamples, {unknown} unknown (bounds: {PROOF_CONFIG_TEXT()})")
+          f"{len(failed) - unknown} counterexamples, {unknown} unknown (bounds: {_bounds(PROOF_CONFIG)})")
     return 1 if failed else 0
 
 
-def PROOF_CONFIG_TEXT() -> str:
-    from sanspi.proof.induction import PROOF_CONFIG as c
-
-    return (f"2 hosts, {c.sockets} connections, {c.slots} registrations a host, {c.pages} pages of "
-            f"{c.page_size} bytes, up to {c.max_sge} buffers a call")
+def _bounds(c) -> str:
+    """What a proof's bounded instance is, in words."""
+    return (f"2 hosts, {c.sockets} connection(s), {c.slots} registrations a host, {c.pages} pages of "
+            f"{c.page_size} bytes, up to {c.max_sge} buffer(s) a call")
 
 
 def _bmc(args, table) -> int:
@@ -102,7 +100,7 @@ def _bmc(args, table) -> int:
     clear_progress()
     if result.verdict == "none found":
         print(f"no violation in any sequence of at most {args.bmc} steps from Init "
-              f"({result.seconds:.1f}s; bounds: {_bmc_bounds()})")
+              f"({result.seconds:.1f}s; bounds: {_bounds(BMC_CONFIG)})")
         return 0
     if result.verdict == "unknown":
         print(f"BMC at {args.bmc} steps: unknown (z3 gave up within its timeout): a failure, not a pass")
@@ -116,12 +114,6 @@ def _bmc(args, table) -> int:
     hint = f" --bug {args.bug}" if args.bug else ""
     print(f"trace written to {out}; run it with: sanspi replay {out}{hint}")
     return 1
-
-
-def _bmc_bounds() -> str:
-    from sanspi.proof.bmc import BMC_CONFIG as c
-
-    return f"{c.sockets} connection, {c.slots} registrations a host, {c.pages} pages, {c.max_sge} buffer a call"
 
 
 def _stats(args, table) -> int:

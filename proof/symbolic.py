@@ -121,16 +121,18 @@ class Z3Ops:
                      z3.Select(_lift(dst), i))
         return z3.Lambda([i], body)
 
-    def mem_fill(self, mem, at, n, seed):
+    def _overwrite(self, mem, at, n, byte):
+        """``mem`` with [at, at+n) replaced by ``byte(i)`` (unchanged when out of bounds)."""
         i = z3.Int(f"i!{next(_index)}")
         inside = z3.And(self._bounded(at, n), at <= i, i < at + n)
+        return z3.Lambda([i], z3.If(inside, byte(i), z3.Select(_lift(mem), i)))
+
+    def mem_fill(self, mem, at, n, seed):
         # byte k of the fill is model.ops.pattern_byte(seed, k) = (seed + k) % 256
-        return z3.Lambda([i], z3.If(inside, (seed + i - at) % 256, z3.Select(_lift(mem), i)))
+        return self._overwrite(mem, at, n, lambda i: (seed + i - at) % 256)
 
     def mem_zero(self, mem, at, n):
-        i = z3.Int(f"i!{next(_index)}")
-        inside = z3.And(self._bounded(at, n), at <= i, i < at + n)
-        return z3.Lambda([i], z3.If(inside, 0, z3.Select(_lift(mem), i)))
+        return self._overwrite(mem, at, n, lambda i: z3.IntVal(0))
 
 
 # --- fresh symbolic values ---------------------------------------------------

@@ -7,7 +7,6 @@ so these scenarios also exercise those checks.
 
 from __future__ import annotations
 
-import attrs
 import pytest
 
 from sanspi.model.constants import (
