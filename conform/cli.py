@@ -41,11 +41,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--pages takes 2 to 64, not {args.pages}")
     if args.mutants:
         return _mutants(args, sizes)
+    if args.topology == "two-host":
+        if args.provider != "rxe":
+            raise UsageError(f"--topology two-host is for --provider rxe (two lab guests), not {args.provider}")
+        # two hosts are always two guests (rxe does not work across network
+        # namespaces), even where this machine has an RDMA device of its own
+        if os.environ.get("SANSPI_LAB_TOPOLOGY") != "two-host":
+            return _through_lab(args)
+        return _two_host(args, sizes)
     if args.provider == "rxe" and not _have_rdma_device() and "SANSPI_LAB_TOPOLOGY" not in os.environ:
         return _through_lab(args)
-    if args.provider == "rxe" and args.topology == "two-host":
-        raise UsageError("the lockstep campaign runs both hosts in one process; two-host runs the verbs "
-                         "tests (make test), not yet the campaign")
     return _campaign(args, sizes)
 
 
@@ -66,24 +71,69 @@ def _through_lab(args: argparse.Namespace) -> int:
                         "sanspi", *inner, "--out", out])
 
 
-def _campaign(args: argparse.Namespace, sizes: dict) -> int:
+def _two_host(args: argparse.Namespace, sizes: dict) -> int:
+    """Inside ``sanspi lab run --topology two-host``: host 1 serves its
+    provider to host 0 (conform/agent.py), host 0 runs the campaign."""
+    from sanspi.conform import agent
+
+    me = os.environ.get("SANSPI_LAB_HOST")
+    local, peer = os.environ.get("SANSPI_LAB_LOCAL_ADDR"), os.environ.get("SANSPI_LAB_PEER_ADDR")
+    if me not in ("0", "1") or not local or not peer:
+        raise UsageError("two-host needs SANSPI_LAB_HOST, SANSPI_LAB_LOCAL_ADDR and SANSPI_LAB_PEER_ADDR "
+                         "(run it through `sanspi lab run --topology two-host`)")
+    try:
+        if me == "1":
+            print(f"conform: host 1 serves host 0's campaign on {local}:{agent.PORT}", flush=True)
+            status = agent.serve(local, agent.PORT)
+            print("conform: host 1: host 0 said bye", flush=True)
+            return status
+        link = agent.connect(peer, agent.PORT)
+    except agent.AgentError as exc:
+        print(f"sanspi conform: host {me}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        there = link.call("hello")
+        here = agent.environment()
+        hosts = {key: f"host 0 {here[key]}, host 1 {there[key]}" for key in ("kernel", "device")}
+        return _campaign(args, sizes, link=link, hosts=hosts)
+    except agent.AgentLost as exc:
+        print(f"sanspi conform: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        link.bye()
+
+
+def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | None = None) -> int:
+    """The campaign; with ``link`` (two-host), host 1 is the agent's at its end."""
     from sanspi.conform.campaign import model_config, outcome_targets, run_campaign
-    from sanspi.conform.providers import ProviderError, load_factory, probe
+    from sanspi.conform.providers import ProviderError, load_factory, probe, rxe_two_host
     from sanspi.conform.report import write
 
     try:
-        factory = load_factory(args.provider, args.pages)
+        factory = load_factory(args.provider, args.pages) if link is None else rxe_two_host(args.pages, link)
         caps, name = probe(factory)
     except ProviderError as exc:
+        if link is not None and link.lost:  # not the user's input: the lab broke
+            print(f"sanspi conform: {link.lost}", file=sys.stderr)
+            return 1
         raise UsageError(str(exc)) from None
     cfg = model_config(caps, pages=args.pages)
-    print(f"conform: {name} ({args.provider}), {sizes['examples']} examples of up to {sizes['steps']} steps"
-          + (f", seed {args.seed}" if args.seed is not None else ""))
-    result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, progress=progress, name=name)
+    print(f"conform: {name} ({args.provider}, {args.topology}), {sizes['examples']} examples of up to "
+          f"{sizes['steps']} steps" + (f", seed {args.seed}" if args.seed is not None else ""))
+    try:
+        result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, progress=progress,
+                              name=name)
+    finally:
+        if link is not None:  # host 1 may go: the targets and the report need only this host
+            link.bye()
     clear_progress()
+    if link is not None and link.lost:
+        # the World saw it as a provider exception; it is a broken lab
+        print(f"sanspi conform: the campaign stopped: {link.lost}", file=sys.stderr)
+        return 1
     targets = outcome_targets(cfg)
     files = write(result, args.provider, cfg, targets, Path(args.out),
-                  {"profile": args.profile, **sizes, "seed": args.seed})
+                  {"profile": args.profile, **sizes, "seed": args.seed}, hosts)
     print(Path(files[0]).read_text())
     print("written: " + ", ".join(str(f) for f in files))
     return 0 if result.ok else 1

@@ -5,9 +5,12 @@ or ``MODULE:FACTORY`` naming any callable that returns a pair of providers
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sanspi.impl.interface import Capabilities, Provider
+
+if TYPE_CHECKING:
+    from sanspi.conform.agent import AgentLink
 
 
 #: The software provider as campaigns run it: a small registration table, so
@@ -50,6 +53,39 @@ def load_factory(spec: str, pages: int, page_size: int = 4096) -> Callable[[], t
     if not callable(factory):
         raise ProviderError(f"{spec} is not callable")
     return factory
+
+
+def rxe_two_host(pages: int, link: "AgentLink") -> Callable[[], tuple[Provider, Provider]]:
+    """Host 0's verbs provider here, host 1's in the other lab guest behind
+    its agent (conform/agent.py); ``link`` is the connection to that agent."""
+    from sanspi.conform.agent import RemoteProvider
+
+    try:
+        from sanspi.impl.verbs import VerbsProvider
+    except ImportError as exc:
+        raise ProviderError(f"the verbs provider cannot be loaded here ({exc})") from None
+    return lambda: (VerbsProvider(pages=pages), RemoteProvider(link, pages))
+
+
+_HOST1_HANDLES: list[bool] = []  # set once the verbs module counts host 1's handles
+
+
+def rxe_host1(pages: int) -> Provider:
+    """Host 1's verbs provider, as the agent in the second guest makes it.
+
+    Its handles are numbered from 2**32: in the loopback run one counter
+    serves both hosts, so a handle the World passes to the other host is
+    never one of that host's by accident; two processes would both count
+    from 1, and the "foreign handle" cases would quietly become own ones.
+    """
+    import itertools
+
+    from sanspi.impl import verbs
+
+    if not _HOST1_HANDLES:
+        verbs._HANDLES = itertools.count(2**32)
+        _HOST1_HANDLES.append(True)
+    return verbs.VerbsProvider(pages=pages)
 
 
 def probe(factory: Callable[[], tuple[Provider, Provider]]) -> tuple[Capabilities, str]:

@@ -52,9 +52,11 @@ def test_divergence():
 
 
 def write(result: CampaignResult, spec: str, cfg: Config, targets: dict[str, set[str]], out: Path,
-          settings: dict) -> list[Path]:
+          settings: dict, hosts: dict[str, str] | None = None) -> list[Path]:
+    """``hosts`` overrides entries of ``environment()``: a two-host run names
+    both guests' kernel and device."""
     out.mkdir(parents=True, exist_ok=True)
-    env = environment()
+    env = {**environment(), **(hosts or {})}
     missing = uncovered(result.coverage, targets)
     explained = {f"{n} -> {r}": why for (n, r), why in UNREACHABLE.items()}
     rate = result.steps / result.seconds if result.seconds else 0.0
