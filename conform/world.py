@@ -12,6 +12,7 @@ number its handles as it likes is still compared exactly.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any, Callable
 
@@ -83,6 +84,33 @@ class Logged:
     status: int | None = None
 
 
+class TimedModel:
+    """The model, with the wall time of its calls added up in ``seconds``
+    (``sanspi bench`` reports the model's share of a lockstep step).
+    Everything else passes through to the model unchanged."""
+
+    def __init__(self, model: Model) -> None:
+        object.__setattr__(self, "inner", model)
+        object.__setattr__(self, "seconds", 0.0)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                object.__setattr__(self, "seconds", self.seconds + time.perf_counter() - start)
+
+        return timed
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.inner, name, value)
+
+
 @attrs.define
 class World:
     """The model and the providers of host 0 and host 1, in lockstep."""
@@ -96,12 +124,15 @@ class World:
     functions: list[dict] = attrs.field(factory=lambda: [{}, {}])
     issued: dict[int, tuple[int, bool]] = attrs.field(factory=dict)  # model id -> (host, is descriptor)
     registered: list[tuple] = attrs.field(factory=list)  # (name, host, sock, addr, length, flags) that succeeded
+    step_seconds: float = 0.0  # wall time inside step(), model and providers together
 
     def __attrs_post_init__(self) -> None:
         if self.model is None:
             # the model's invariants are proved (sanspi prove); re-checking
             # them on every lockstep step would only slow the campaign
             self.model = Model(self.cfg, check=False)
+        if not isinstance(self.model, TimedModel):
+            self.model = TimedModel(self.model)
         for p in self.providers:
             if p.memory.pages < self.cfg.pages or p.memory.page_size != self.cfg.page_size:
                 raise ValueError(f"{p.name}: its address space is smaller than the model's")
@@ -204,12 +235,21 @@ class World:
 
     # --- one step ----------------------------------------------------------------
 
+    @property
+    def model_seconds(self) -> float:
+        """Wall time spent in the model's calls, all steps together."""
+        return self.model.seconds
+
     def step(self, name: str, **args: Any) -> Step:
-        self.log.append(Logged(name, dict(args)))
-        step = getattr(self, f"_do_{name}")(**args)
-        self.log[-1].status = step.status
-        self.compare_memory()
-        return step
+        start = time.perf_counter()
+        try:
+            self.log.append(Logged(name, dict(args)))
+            step = getattr(self, f"_do_{name}")(**args)
+            self.log[-1].status = step.status
+            self.compare_memory()
+            return step
+        finally:
+            self.step_seconds += time.perf_counter() - start
 
     def _do_startup_ex(self, host, major, minor, data_ok=True, table_ok=True):
         margs = make_args("startup_ex", host=host, major=major, minor=minor, data_ok=data_ok, table_ok=table_ok)
