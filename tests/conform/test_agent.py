@@ -15,6 +15,7 @@ from sanspi.conform import agent
 from sanspi.conform.campaign import model_config, run_campaign
 from sanspi.conform.providers import SIM_CAPABILITIES
 from sanspi.conform.world import Divergence, World
+from sanspi.impl.interface import AddressSpace, Provider
 from sanspi.impl.sim import SimFabric, SimProvider, sim_pair
 from sanspi.impl.simmem import SimMemory
 
@@ -90,6 +91,7 @@ def test_the_agent_reports_its_host_and_answers_attributes():
     try:
         assert set(link.call("hello")) == {"kernel", "device"}
         p = agent.RemoteProvider(link, PAGES)
+        assert isinstance(p, Provider) and isinstance(p.memory, AddressSpace)
         assert (p.name, p.capabilities) == ("sim", SIM_CAPABILITIES)
         assert (p.memory.base, p.memory.page_size, p.memory.pages) == (BASE + 2**32, 4096, PAGES)
         p.memory.alloc(0, 1)
@@ -196,3 +198,16 @@ def test_connect_gives_up_with_one_line_after_its_deadline():
         with pytest.raises(agent.AgentError, match=f"did not answer on 127.0.0.1:{port}"):
             agent.connect("127.0.0.1", port, deadline_s=1)
     assert time.monotonic() - start < 10
+
+
+def test_two_host_cli_refuses_bad_input_in_one_line(capsys, monkeypatch):
+    from sanspi.cli import main
+
+    assert main(["conform", "--provider", "sim", "--topology", "two-host"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "sanspi conform: --topology two-host is for --provider rxe (two lab guests), not sim"
+    monkeypatch.setenv("SANSPI_LAB_TOPOLOGY", "two-host")  # in the lab, but not as `lab run` sets it up
+    monkeypatch.delenv("SANSPI_LAB_HOST", raising=False)
+    assert main(["conform", "--provider", "rxe", "--topology", "two-host"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "SANSPI_LAB_HOST" in err
