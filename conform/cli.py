@@ -105,7 +105,7 @@ def _two_host(args: argparse.Namespace, sizes: dict) -> int:
 
 def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | None = None) -> int:
     """The campaign; with ``link`` (two-host), host 1 is the agent's at its end."""
-    from sanspi.conform.campaign import model_config, outcome_targets, run_campaign
+    from sanspi.conform.campaign import TOP_UP_ROUNDS, model_config, outcome_targets, run_campaign
     from sanspi.conform.providers import ProviderError, load_factory, probe, rxe_two_host
     from sanspi.conform.report import write
 
@@ -120,9 +120,10 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
     cfg = model_config(caps, pages=args.pages)
     print(f"conform: {name} ({args.provider}, {args.topology}), {sizes['examples']} examples of up to "
           f"{sizes['steps']} steps" + (f", seed {args.seed}" if args.seed is not None else ""))
+    targets = outcome_targets(cfg)
     try:
         result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, progress=progress,
-                              name=name)
+                              name=name, targets=targets, top_up=TOP_UP_ROUNDS)
     finally:
         if link is not None:  # host 1 may go: the targets and the report need only this host
             link.bye()
@@ -131,7 +132,6 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
         # the World saw it as a provider exception; it is a broken lab
         print(f"sanspi conform: the campaign stopped: {link.lost}", file=sys.stderr)
         return 1
-    targets = outcome_targets(cfg)
     files = write(result, args.provider, cfg, targets, Path(args.out),
                   {"profile": args.profile, **sizes, "seed": args.seed}, hosts)
     print(Path(files[0]).read_text())

@@ -326,6 +326,100 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
                             desc=Ref("issued", target.rid), offset=0)
 
         @rule(data=st.data())
+        def exchange(self, data):
+            """XFER-01..03: a message that fits (or, sometimes, is one byte too
+            long or ends one byte past its buffer). The receiver posts into a live
+            buffer that grants MEM_WRITE, the sender sends from a live MEM_READ
+            one, the receiver reaps it: the separate rules rarely line up all
+            four conditions, so a successful send and its recv_done are made
+            here on purpose."""
+            chances = [(h, s, rl, sl) for h in (0, 1) for s in range(cfg.sockets)
+                       if self.state.hosts[h].eps[s].conn == CONNECTED
+                       and self.state.hosts[1 - h].eps[s].recv == RECV_IDLE
+                       for rl in self.slots(1 - h, 1, s) if rl.refs > 0 and rl.flags & MEM_WRITE
+                       for sl in self.slots(h, 1, s) if sl.refs > 0 and sl.flags & MEM_READ]
+            if not chances:
+                return
+            host, sock, rl, sl = data.draw(st.sampled_from(chances))
+            room = data.draw(st.integers(1, rl.length))
+            at = data.draw(st.integers(rl.addr, rl.addr + rl.length - room))
+            self.world.step("post_recv", host=1 - host, sock=sock, length=room, addr=at, handle=Ref("issued", rl.rid))
+            n = data.draw(st.integers(1, min(room, sl.length)))
+            a = data.draw(st.integers(sl.addr, sl.addr + sl.length - n))
+            aim = data.draw(st.sampled_from(["fits"] * 4 + ["too long", "past the buffer"]))
+            if aim == "too long" and sl.length > room:
+                # one byte more than the receive holds: the connection fails
+                # and the receive is aborted (XFER-03, CONN-01)
+                n = room + 1
+                a = data.draw(st.integers(sl.addr, sl.addr + sl.length - n))
+            elif aim == "past the buffer":  # the last byte lies outside the registration (RDMA-04)
+                a = sl.addr + sl.length - n + 1
+            self.world.step("send", host=host, sock=sock, sges=((n, a, Ref("issued", sl.rid)),))
+            if self.state.hosts[1 - host].eps[sock].recv == RECV_DONE:
+                self.world.step("recv_done", host=1 - host, sock=sock)
+
+        @precondition(lambda self: cfg.has_cache)
+        @rule(data=st.data())
+        def release_then_free(self, data):
+            """MEM-04, CACHE-04: the application drops its last reference to a
+            buffer, then unmaps the pages under it; the switch's callback must
+            release the cached entry first. Random frees rarely find a page
+            with a cached entry and no live one."""
+            ps = cfg.page_size
+
+            def live_on(h, first_page, npages, but=None):
+                lo, hi = first_page * ps, (first_page + npages) * ps
+                return any(o.used and o.refs > 0 and o is not but and o.addr < hi and lo < o.addr + o.length
+                           for o in self.state.hosts[h].slots)
+
+            chances = []
+            for h in (0, 1):
+                for sl in self.state.hosts[h].slots:
+                    if sl.used and sl.refs > 0 and sl.length > 0:
+                        page = sl.addr // ps
+                        npages = (sl.addr + sl.length - 1) // ps - page + 1
+                        if not live_on(h, page, npages, but=sl):
+                            chances.append((h, sl, page, npages))
+            if not chances:
+                return
+            host, sl, page, npages = data.draw(st.sampled_from(chances))
+            name, field = ("deregister_memory", "handle") if sl.kind == 1 else ("deregister_rdma_memory", "desc")
+            for _ in range(sl.refs):
+                self.world.step(name, host=host, sock=sl.sock, **{field: Ref("issued", sl.rid)})
+            if not live_on(host, page, npages):  # a posted receive keeps it live (DEREG-03)
+                self.world.step("free", host=host, page=page, npages=npages)
+
+        @rule(data=st.data())
+        def startup_to_limit(self, data):
+            """START-05: startups past the provider's limit get WSAEPROCLIM
+            (there is no cleanup in the model, so a host stays at its limit)."""
+            host = data.draw(st.integers(0, 1))
+            for _ in range(max(1, cfg.max_startups - self.state.hosts[host].startups + 1)):
+                self.world.step("startup_ex", host=host, major=2, minor=2)
+
+        @rule(data=st.data())
+        def transfer_that_fits(self, data):
+            """RDMA-05..07: one live local buffer with the access needed and a
+            live target of the peer on the same connection that grants the
+            other; the length and offset fit, ending at the target's last byte
+            an eighth of the time. The generic rules reach success only when
+            many independent draws agree."""
+            write = not cfg.has_rdma_read or data.draw(st.booleans())
+            need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
+            chances = [(h, sl, t) for h in (0, 1) for s in range(cfg.sockets)
+                       if self.state.hosts[h].eps[s].conn == CONNECTED
+                       for sl in self.slots(h, 1, s) if sl.refs > 0 and sl.flags & need
+                       for t in self.slots(1 - h, 2, s) if t.refs > 0 and t.flags & remote]
+            if not chances:
+                return
+            host, sl, t = data.draw(st.sampled_from(chances))
+            n = data.draw(st.integers(1, min(sl.length, t.length)))
+            a = data.draw(st.integers(sl.addr, sl.addr + sl.length - n))
+            offset = data.draw(often(st.integers(0, t.length - n), st.just(t.length - n)))
+            self.world.step("rdma_write" if write else "rdma_read", host=host, sock=sl.sock,
+                            sges=((n, a, Ref("issued", sl.rid)),), desc=Ref("issued", t.rid), offset=offset)
+
+        @rule(data=st.data())
         def rdma_write(self, data):
             self._rdma(data, "rdma_write", MEM_READ)
 

@@ -59,11 +59,13 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: dict[str, set
     env = {**environment(), **(hosts or {})}
     missing = uncovered(result.coverage, targets)
     explained = {f"{n} -> {r}": why for (n, r), why in UNREACHABLE.items()}
+    unexplained = [m for m in missing if m not in explained]
     rate = result.steps / result.seconds if result.seconds else 0.0
     written = []
     data = {
         "provider": spec, "name": result.provider, **env, **settings,
-        "examples_run": result.examples, "steps_run": result.steps, "seconds": round(result.seconds, 2),
+        "examples_run": result.examples, "steps_run": result.steps, "rounds": result.rounds,
+        "seconds": round(result.seconds, 2),
         "steps_per_second": round(rate, 1),
         "coverage": [{"transition": n, "result": r, "count": c} for (n, r), c in sorted(result.coverage.items())],
         "not_reached": [{"outcome": m, "why": explained.get(m, "")} for m in missing],
@@ -76,7 +78,10 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: dict[str, set
              f"- provider: {result.provider} ({spec}); machine {env['machine']}; kernel {env['kernel']}; "
              f"device {env['device']}; topology {env['topology']}; {env['date']}",
              f"- examples {result.examples}, steps {result.steps}, {result.seconds:.1f} s "
-             f"({rate:.0f} steps/s); settings {settings}",
+             f"({rate:.0f} steps/s); settings {settings}"
+             + (f"; {result.rounds - 1} top-up round(s) for coverage" if result.rounds > 1 else ""),
+             "- coverage: " + (f"{len(unexplained)} outcome(s) the model allows were not reached" if unexplained
+                               else "every outcome the model allows was reached, or is explained below"),
              f"- result: {'no divergence' if result.ok else 'DIVERGENCE: ' + str(result.divergence)}", "",
              "## Transition x outcome coverage", "", "| transition | result | count |", "|---|---|---|"]
     lines += [f"| {n} | {r} | {c} |" for (n, r), c in sorted(result.coverage.items())]

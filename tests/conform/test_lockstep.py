@@ -65,6 +65,33 @@ def test_campaign_on_the_software_provider_finds_no_divergence():
     assert {"rdma_write", "rdma_read", "register_rdma_memory", "cache_callback"} <= reached
 
 
+def test_campaign_reaches_every_outcome_the_model_allows():
+    """The issue's bar: every transition x outcome reached, or named in
+    UNREACHABLE. The directed rules (exchange, release_then_free,
+    transfer_that_fits, startup_to_limit) and the top-up rounds make this
+    hold for the ci budget."""
+    from sanspi.conform.campaign import PROFILES, TOP_UP_ROUNDS, UNREACHABLE, outcome_targets, uncovered
+
+    targets = outcome_targets(CFG)
+    result = run_campaign(lambda: sim_pair(CAPS, pages=4), CFG, PROFILES["ci"]["examples"], PROFILES["ci"]["steps"],
+                          seed=11, use_database=False, targets=targets, top_up=TOP_UP_ROUNDS)
+    assert result.ok, result.divergence
+    assert uncovered(result.coverage, targets, skip=UNREACHABLE) == []
+
+
+def test_top_up_rounds_run_only_while_outcomes_are_missing():
+    from sanspi.conform.campaign import outcome_targets
+
+    targets = outcome_targets(CFG)
+    tiny = run_campaign(lambda: sim_pair(CAPS, pages=4), CFG, examples=2, steps=5, seed=1, use_database=False,
+                        targets=targets, top_up=2)
+    assert tiny.rounds == 3 and tiny.examples >= 4  # two examples of five steps reach little
+    nothing_to_find = {"alloc": {"0"}}  # reached by the set-up of every example
+    done = run_campaign(lambda: sim_pair(CAPS, pages=4), CFG, examples=2, steps=5, seed=1, use_database=False,
+                        targets=nothing_to_find, top_up=2)
+    assert done.rounds == 1
+
+
 def test_a_provider_that_raises_is_a_divergence():
     class Raising(type(sim_pair()[0])):
         def cache_callback(self, addr, size):
