@@ -1,0 +1,1 @@
+"""sanspi bench: performance figures, each a ratio measured within one run."""
