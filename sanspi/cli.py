@@ -17,6 +17,7 @@ SUBCOMMANDS = (
     "sanspi.proof.cli",
     "sanspi.lab.cli",
     "sanspi.conform.cli",
+    "sanspi.bench.cli",
 )
 
 
