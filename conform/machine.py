@@ -221,6 +221,25 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             self.world.step("register_memory", host=host, sock=sock, addr=addr, length=length, flags=flags)
 
         @rule(data=st.data())
+        def fill_the_table(self, data):
+            """REG-09: a registration past the table's size (live and cached
+            entries together) gets WSAENOBUFS. The random rules seldom hold
+            that many at once, so this one registers distinct buffers until
+            the table is full, and one more."""
+            host = data.draw(st.integers(0, 1))
+            socks = [s for s in range(cfg.sockets) if self.state.hosts[host].eps[s].conn == CONNECTED]
+            ranges = self.mapped_ranges(host)
+            if not socks or not ranges:
+                return
+            sock, (start, size) = data.draw(st.sampled_from(socks)), ranges[0]
+            kind = data.draw(st.sampled_from(["register_memory", "register_rdma_memory"]))
+            extra = {"desc_len": cfg.descriptor_size} if kind == "register_rdma_memory" else {}
+            used = sum(sl.used for sl in self.state.hosts[host].slots)
+            for i in range(min(cfg.slots - used + 1, size)):
+                self.world.step(kind, host=host, sock=sock, addr=start + i, length=data.draw(st.integers(1, 16)),
+                                flags=MEM_READWRITE, **extra)
+
+        @rule(data=st.data())
         def register_rdma_memory(self, data):
             host, sock, addr, length, flags = self._registration(data, "register_rdma_memory")
             self.world.step("register_rdma_memory", host=host, sock=sock, addr=addr, length=length, flags=flags,
