@@ -21,9 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="steps per example at most (overrides the profile)")
     p.add_argument("--seed", type=int, help="fix Hypothesis's seed (a run is then repeatable)")
     p.add_argument("--pages", type=int, default=4, help="pages of 4096 bytes in each host's address space")
+    p.add_argument("--require-coverage", action="store_true",
+                   help="also fail (exit 1) when an outcome the model allows was neither reached nor explained")
     p.add_argument("--out", default="reports", help="folder for conform.md, conform.json and divergence tests")
     p.add_argument("--mutants", action="store_true", help="run the campaign on every seeded-bug variant of the "
-                   "software provider and print the kill table")
+                   "software provider (or with --provider rxe, of the verbs provider) and print the kill table")
     p.set_defaults(run=run)
 
 
@@ -40,6 +42,15 @@ def run(args: argparse.Namespace) -> int:
     if not 2 <= args.pages <= 64:
         raise UsageError(f"--pages takes 2 to 64, not {args.pages}")
     if args.mutants:
+        if args.provider not in ("sim", "rxe"):
+            raise UsageError(f"--mutants takes --provider sim (the software mutants) or rxe (the verbs "
+                             f"mutants), not {args.provider}")
+        if args.topology == "two-host":
+            raise UsageError("--mutants runs both hosts in one process: --topology loopback")
+        if args.provider == "rxe":
+            if not _have_rdma_device() and "SANSPI_LAB_TOPOLOGY" not in os.environ:
+                return _through_lab(args)
+            return _verbs_mutants(args)
         return _mutants(args, sizes)
     if args.topology == "two-host":
         if args.provider != "rxe":
@@ -105,7 +116,9 @@ def _two_host(args: argparse.Namespace, sizes: dict) -> int:
 
 def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | None = None) -> int:
     """The campaign; with ``link`` (two-host), host 1 is the agent's at its end."""
-    from sanspi.conform.campaign import TOP_UP_ROUNDS, model_config, outcome_targets, run_campaign
+    from sanspi.conform.campaign import (
+        TOP_UP_ROUNDS, UNREACHABLE, model_config, outcome_targets, run_campaign, uncovered,
+    )
     from sanspi.conform.providers import ProviderError, load_factory, probe, rxe_two_host
     from sanspi.conform.report import write
 
@@ -136,7 +149,14 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
                   {"profile": args.profile, **sizes, "seed": args.seed}, hosts)
     print(Path(files[0]).read_text())
     print("written: " + ", ".join(str(f) for f in files))
-    return 0 if result.ok else 1
+    if not result.ok:
+        return 1
+    gaps = uncovered(result.coverage, targets, skip=UNREACHABLE)
+    if args.require_coverage and gaps:
+        shown = ", ".join(gaps[:4]) + (f" and {len(gaps) - 4} more (see the report)" if len(gaps) > 4 else "")
+        print(f"sanspi conform: {len(gaps)} outcome(s) the model allows were not reached: {shown}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _mutants(args: argparse.Namespace, sizes: dict) -> int:
@@ -157,3 +177,38 @@ def _mutants(args: argparse.Namespace, sizes: dict) -> int:
     print()
     print(f"{len(MUTANTS) - survivors} of {len(MUTANTS)} mutants killed")
     return 1 if survivors else 0
+
+
+def _verbs_mutants(args: argparse.Namespace) -> int:
+    """The verbs provider's mutants on this host's rxe device, then the
+    unmutated provider on the same budget (it must survive: a control)."""
+    from sanspi.conform.mutants import MUTANT_SEEDS
+    from sanspi.conform.verbs_mutants import (
+        CONTROL, VERBS_MUTANT_EXAMPLES, VERBS_MUTANT_STEPS, VERBS_MUTANTS, hunt_verbs,
+    )
+
+    seeds = (args.seed,) if args.seed is not None else MUTANT_SEEDS
+    steps = args.steps if args.steps is not None else VERBS_MUTANT_STEPS
+    examples = args.examples if args.examples is not None else VERBS_MUTANT_EXAMPLES
+    print(f"verbs mutants on rxe: at most {examples} examples of up to {steps} steps under each of "
+          f"seeds {', '.join(map(str, seeds))}")
+    print("| mutant | clause | killed | examples | time to kill (s) | divergence |")
+    print("|---|---|---|---|---|---|")
+    survivors = 0
+    for m in (*VERBS_MUTANTS, CONTROL):
+        h = hunt_verbs(m, args.pages, steps, seeds, examples, progress=progress)
+        clear_progress()
+        said = (h.result.divergence or "").replace("|", "/")[:90]
+        if m is CONTROL:
+            control_ok = not h.killed and not h.errors
+            verdict = "no (control)" if control_ok else "CONTROL DIVERGED"
+            said = said or "; ".join(h.errors)[:90]
+        else:  # a kill that came with a swallowed exception may be a broken override, not the bug
+            killed = h.killed and not h.errors
+            survivors += not killed
+            verdict = "yes" if killed else ("NO (exceptions: " + "; ".join(h.errors)[:60] + ")" if h.errors else "NO")
+        print(f"| {m.name} | {m.clause} | {verdict} | {h.examples} | {h.seconds:.1f} | {said} |")
+    print()
+    print(f"{len(VERBS_MUTANTS) - survivors} of {len(VERBS_MUTANTS)} verbs mutants killed; the unmutated "
+          f"provider {'survived' if control_ok else 'DIVERGED'}")
+    return 1 if survivors or not control_ok else 0

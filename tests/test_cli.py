@@ -78,3 +78,13 @@ def test_spec_table_has_no_gaps(capsys):
     code, out, _ = run(capsys, "spec", "--tests", "tests")
     assert code == 0, out[-2000:]
     assert "60 clauses; 60 with tests" in out and "GAP:" not in out
+
+
+def test_conform_require_coverage_fails_a_run_that_reached_too_little(capsys, tmp_path):
+    argv = ["conform", "--provider", "sim", "--examples", "2", "--steps", "3", "--seed", "1",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0  # no divergence: without the flag, coverage is reported only
+    assert main([*argv, "--require-coverage"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "were not reached" in err[0]
+    assert "coverage: " in (tmp_path / "conform.md").read_text()
