@@ -267,21 +267,30 @@ MUTANTS: tuple[Mutant, ...] = (
 BY_NAME = {m.name: m for m in MUTANTS}
 
 
-def hunt(mutant: Mutant, pages: int = 4, steps: int = 40, seeds=MUTANT_SEEDS, progress=None):
+def hunt(mutant, pages: int = 4, steps: int = 40, seeds=MUTANT_SEEDS, progress=None, *,
+         examples: int = MUTANT_EXAMPLES, capabilities: Capabilities | None = None,
+         factory: Callable[[], tuple] | None = None):
     """Run the campaign on ``mutant`` under each seed until it is killed.
 
     Several seeds, because Hypothesis's generation also draws on constants
     it finds in the modules loaded so far, so one seed does not fix a run;
     a real blind spot survives them all. Returns the last CampaignResult.
+
+    By default the providers are the mutant's software pair on the campaign's
+    capabilities; another provider family (the verbs mutants) passes the
+    ``factory`` making its pair, the ``capabilities`` the model is to assume
+    and its own ``examples`` budget. ``mutant`` needs only a ``name``.
     """
     from sanspi.conform.campaign import model_config, run_campaign
     from sanspi.conform.providers import SIM_CAPABILITIES
 
-    cfg = model_config(SIM_CAPABILITIES, pages=pages)
+    caps = capabilities if capabilities is not None else SIM_CAPABILITIES
+    make = factory if factory is not None else (lambda: mutant.pair(caps, pages, 4096))
+    cfg = model_config(caps, pages=pages)
     result = None
     for seed in seeds:
-        result = run_campaign(lambda: mutant.pair(SIM_CAPABILITIES, pages, 4096), cfg, MUTANT_EXAMPLES, steps, seed,
-                              use_database=False, shrink=False, progress=progress, name=mutant.name)
+        result = run_campaign(make, cfg, examples, steps, seed, use_database=False, shrink=False,
+                              progress=progress, name=mutant.name)
         if not result.ok:
             break
     return result
