@@ -56,7 +56,11 @@ class RealMemory:
         if pages < 1:
             raise ValueError(f"an address space needs at least one page, not {pages}")
         self.pages = pages
-        self._mapped = [False] * pages
+        #: One byte a page, 1 where mapped: ``mapped`` asks C for the first
+        #: unmapped page of a range (``bytearray.find``) instead of looping
+        #: over the pages in Python, so a registration's MEM-02 check costs
+        #: the same few microseconds at 4 KiB and at 64 MiB.
+        self._mapped = bytearray(pages)
         size = pages * self.page_size
         addr = _libc.mmap(None, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if addr in (None, MAP_FAILED):
@@ -86,22 +90,20 @@ class RealMemory:
     def alloc(self, page: int, npages: int) -> None:
         """Map fresh zero-filled pages; refuses pages already mapped (MEM-01)."""
         self._page_range(page, npages)
-        busy = [p for p in range(page, page + npages) if self._mapped[p]]
-        if busy:
+        if self._mapped.find(1, page, page + npages) >= 0:
+            busy = [p for p in range(page, page + npages) if self._mapped[p]]
             raise ValueError(f"pages {busy} are already mapped")
         self._map_over(page, npages, PROT_RW)
-        for p in range(page, page + npages):
-            self._mapped[p] = True
+        self._mapped[page:page + npages] = b"\x01" * npages
 
     def free(self, page: int, npages: int) -> None:
         """Unmap pages; the addresses stay reserved for a later ``alloc``."""
         self._page_range(page, npages)
-        idle = [p for p in range(page, page + npages) if not self._mapped[p]]
-        if idle:
+        if self._mapped.find(0, page, page + npages) >= 0:
+            idle = [p for p in range(page, page + npages) if not self._mapped[p]]
             raise ValueError(f"pages {idle} are not mapped")
         self._map_over(page, npages, PROT_NONE)
-        for p in range(page, page + npages):
-            self._mapped[p] = False
+        self._mapped[page:page + npages] = bytes(npages)
 
     # --- queries ------------------------------------------------------------
 
@@ -113,10 +115,13 @@ class RealMemory:
         asking ``ibv_reg_mr``. A zero-length range is not mapped memory."""
         if not (isinstance(addr, int) and isinstance(length, int)) or length < 1 or self._closed:
             return False
-        lo, hi = addr - self.base, addr - self.base + length
-        if lo < 0 or hi > self.pages * self.page_size:
+        ps = self.page_size
+        lo = addr - self.base
+        hi = lo + length
+        if lo < 0 or hi > self.pages * ps:
             return False
-        return all(self._mapped[p] for p in range(lo // self.page_size, (hi - 1) // self.page_size + 1))
+        # the first unmapped page of the range, searched in C (memchr)
+        return self._mapped.find(0, lo // ps, (hi - 1) // ps + 1) < 0
 
     def _check(self, addr: int, length: int) -> None:
         if not (isinstance(addr, int) and isinstance(length, int)) or length < 0:
@@ -145,4 +150,4 @@ class RealMemory:
             _libc.munmap(self.base, self.pages * self.page_size)
 
     def __repr__(self) -> str:
-        return f"RealMemory(base={self.base:#x}, pages={self.pages}, mapped={self._mapped})"
+        return f"RealMemory(base={self.base:#x}, pages={self.pages}, mapped={[bool(b) for b in self._mapped]})"
