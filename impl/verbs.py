@@ -27,19 +27,32 @@ Facts from the lab (shared/LAB.md, and seen while writing this):
 * Exhausted RNR retries (or a transport timeout) fail only the requester's
   QP. So the TCP connection of the QPN/PSN/GID exchange is kept per
   endpoint as a side channel; a failing end writes one byte on it, and the
-  peer checks for it on its next call along with its QP state.
+  peer checks for it on its next call.
+
+What a call costs (issue 8): the connection-state check is a ``poll`` of the
+side channel with timeout 0, not an ``ibv_query_qp``. Every way a QP reaches
+ERR starts with a failed completion at one end, whose ``_fail`` writes the
+byte and waits until the peer's TCP has acknowledged it (SIOCOUTQ is 0), so
+the byte is in the peer's socket before the failing call returns, in one
+guest or across two; the QP is queried only when the side channel or a
+failed receive completion says the state may have changed. The registration
+table is indexed by key and by handle, ``RealMemory.mapped`` is a memchr over
+a page map, and a data WR's pyverbs objects are made once per connection,
+buffers and target, then posted again with a new ``wr_id``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
-import hashlib
 import hmac
 import itertools
 import json
 import os
+import select
 import socket
 import struct
+import termios
 import time
 from typing import Any, Callable
 
@@ -53,6 +66,12 @@ from sanspi.spi import (
     WSASYSNOTREADY, WSAVERNOTSUPPORTED, function_index,
 )
 
+try:  # the hot paths' pyverbs names, bound once (a host without rdma-core imports this module too)
+    import pyverbs.enums as _e
+    from pyverbs.wr import SGE as _SGE, RecvWR as _RecvWR, SendWR as _SendWR
+except ImportError:  # pragma: no cover  startup_ex then answers WSAEINVAL, as before
+    _e = _SGE = _RecvWR = _SendWR = None
+
 OK = 0
 PORT = 1
 #: Every completion is waited for at most this long: under TCG an RDMA
@@ -60,6 +79,11 @@ PORT = 1
 POLL_DEADLINE_S = 10.0
 #: How long accept/connect wait for the peer (the other guest may boot late).
 CONNECT_DEADLINE_S = 120.0
+#: How long a failing end waits for the peer's TCP to acknowledge the
+#: side channel's "E" (a retransmit on the two-host link takes ~200 ms).
+SIDE_ACK_DEADLINE_S = 5.0
+#: Data WRs kept per connection for reuse (``_post``); more are made afresh.
+WR_CACHE = 32
 
 LOCAL, RDMA = 1, 2
 CONNECTED, ERRORED = 1, 2
@@ -85,7 +109,7 @@ assert DESC.size == 32 and DESC_BODY.size + MAC_SIZE == DESC.size
 def seal(key: bytes, magic: bytes, version: int, flags: int, rkey: int, addr: int, length: int) -> bytes:
     """A descriptor: its fields and their MAC under the connection's ``key``."""
     body = DESC_BODY.pack(magic, version, flags, rkey, addr, length)
-    return body + hmac.new(key, body, hashlib.sha256).digest()[:MAC_SIZE]
+    return body + hmac.digest(key, body, "sha256")[:MAC_SIZE]
 
 
 def unseal(key: bytes, raw: Any) -> tuple | None:
@@ -95,7 +119,7 @@ def unseal(key: bytes, raw: Any) -> tuple | None:
         return None
     raw = bytes(raw)
     body, mac = raw[:DESC_BODY.size], raw[DESC_BODY.size:]
-    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()[:MAC_SIZE]):
+    if not hmac.compare_digest(mac, hmac.digest(key, body, "sha256")[:MAC_SIZE]):
         return None
     return DESC_BODY.unpack(body)
 
@@ -113,6 +137,14 @@ def grants(flags: int, need: int) -> bool:
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _fail_local(code: int, n: int = 0) -> Ret:
+    return Ret(code, 0)
+
+
+def _fail_rdma(code: int, n: int = 0) -> Ret:
+    return Ret(code, RdmaRegistration(None, n))
 
 
 class _Registration:
@@ -166,8 +198,19 @@ class _Endpoint:
         #: without the peer's QP doing so (a local timeout, RNR retries
         #: exhausted), so the peer still enters the error state (CONN-01).
         self.side: socket.socket | None = None
+        #: A poll object on ``side`` (POLLIN): readable means the peer said
+        #: something or hung up, the only time ``_state`` looks further.
+        self.watch: Any = None
+        #: A receive completed in error here: the QP may be in ERR.
+        self.suspect = False
+        #: Descriptors this end has unsealed with ``peer_key`` (raw -> fields).
+        self.unsealed: dict[bytes, tuple] = {}
+        #: Data WRs made by ``_post``, by (opcode, SGEs, rkey, remote address).
+        self.wrs: dict[tuple, Any] = {}
 
     def close(self) -> None:
+        self.watch = None
+        self.wrs.clear()
         if self.side is not None:
             self.side.close()
             self.side = None
@@ -225,6 +268,10 @@ class VerbsProvider:
         self._eps: dict[int, _Endpoint] = {}
         self._listeners: dict[int, socket.socket] = {}
         self._regs: list[_Registration] = []
+        #: Indexes of ``_regs`` (kept by ``_table_add``/``_table_drop``): key ->
+        #: its entries in table order, and a LOCAL entry's handle -> entry.
+        self._by_key: dict[tuple, list[_Registration]] = {}
+        self._by_handle: dict[int, _Registration] = {}
         self._closed = False
 
     # --- WSPStartupEx (START-*) --------------------------------------------
@@ -420,6 +467,8 @@ class VerbsProvider:
             raise
         conn.setblocking(False)
         ep.side = conn
+        ep.watch = select.poll()
+        ep.watch.register(conn, select.POLLIN)
         ep.remote_qpn = int(peer["qpn"])
         ep.peer_key = bytes.fromhex(str(peer["key"]))
         self._eps[s] = ep
@@ -431,7 +480,8 @@ class VerbsProvider:
         then the QP, then the MRs), live and cached, then the endpoint."""
         ep = self._eps.pop(s, None) if _is_int(s) else None
         mine = [r for r in self._regs if r.sock == s]
-        self._regs = [r for r in self._regs if r.sock != s]
+        for r in mine:
+            self._table_drop(r)
         for r in mine:
             r.close_window()
         if ep is not None:
@@ -443,30 +493,56 @@ class VerbsProvider:
     # --- endpoint state (CONN-01, CONN-02) --------------------------------
 
     def _state(self, s: Any) -> int:
-        """The endpoint's state, after learning from the QP whether the
-        connection failed at the other end (its QP is then in ERR)."""
-        import pyverbs.enums as e
-
-        ep = self._eps.get(s) if _is_int(s) else None
+        """The endpoint's state, after learning whether the connection
+        failed at the other end. The peer's ``_fail`` has put its "E" into
+        our side channel's socket before its call returned, so a ``poll``
+        with timeout 0 tells; only then (or after a receive failed here) is
+        the QP queried, as before: ERR, or the peer's word, is the error
+        state (CONN-01)."""
+        ep = self._eps.get(s) if type(s) is int or _is_int(s) else None
         if ep is None:
             return 0
-        if ep.conn == CONNECTED:
-            attr, _ = ep.qp.query(e.IBV_QP_STATE)
-            if attr.qp_state == e.IBV_QPS_ERR or self._peer_failed(ep):
+        if ep.conn == CONNECTED and (ep.suspect or (ep.watch is not None and ep.watch.poll(0))):
+            ep.suspect = False
+            if self._state_of_qp(ep) == _e.IBV_QPS_ERR or self._peer_failed(ep):
                 self._fail(ep)
         return ep.conn
 
     @staticmethod
     def _peer_failed(ep: _Endpoint) -> bool:
-        """Has the peer said, on the side channel, that the connection failed?"""
+        """Has the peer said, on the side channel, that the connection failed?
+        At the end of its stream (the peer closed it) nothing more can come:
+        the channel is no longer watched."""
         if ep.side is None:
             return False
         try:
-            return ep.side.recv(1) == b"E"
+            got = ep.side.recv(1)
         except (BlockingIOError, InterruptedError):
             return False  # nothing said: the usual case
         except OSError:
+            ep.watch = None
             return False
+        if not got:
+            ep.watch = None
+        return got == b"E"
+
+    @staticmethod
+    def _await_delivery(sock: socket.socket, deadline_s: float = SIDE_ACK_DEADLINE_S) -> None:
+        """Wait until the peer's TCP has acknowledged everything sent on
+        ``sock`` (SIOCOUTQ, unacknowledged bytes, is 0): the byte is then in
+        the peer's socket, and its next call sees it. Bounded; a peer that
+        hung up or reset is not waited for."""
+        end = time.monotonic() + deadline_s
+        hup = select.poll()
+        hup.register(sock, select.POLLERR | select.POLLHUP | select.POLLRDHUP)
+        while True:
+            try:
+                left = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            except OSError:
+                return
+            if left <= 0 or hup.poll(0) or time.monotonic() >= end:
+                return
+            time.sleep(0.0002)
 
     def _fail(self, ep: _Endpoint) -> None:
         """CONN-01 on this end: the error state; a posted receive is done,
@@ -483,6 +559,7 @@ class VerbsProvider:
         if ep.side is not None:
             try:
                 ep.side.send(b"E")
+                self._await_delivery(ep.side)
             except OSError:
                 pass  # the peer is gone: nothing left to tell
         if attr.qp_state != e.IBV_QPS_ERR:  # a local timeout: take the QP down too
@@ -499,10 +576,26 @@ class VerbsProvider:
     # --- registration (REG-*, RREG-*, CACHE-02/03) ---------------------------
 
     def _find(self, key: tuple, live: bool) -> _Registration | None:
-        for r in self._regs:
-            if r.key() == key and (r.refs > 0) == live:
+        for r in self._by_key.get(key, ()):
+            if (r.refs > 0) == live:
                 return r
         return None
+
+    def _table_add(self, r: _Registration) -> None:
+        self._regs.append(r)
+        self._by_key.setdefault(r.key(), []).append(r)
+        if r.kind == LOCAL:
+            self._by_handle[r.value] = r
+
+    def _table_drop(self, r: _Registration) -> None:
+        self._regs.remove(r)
+        same = self._by_key.get(r.key(), [])
+        if r in same:
+            same.remove(r)
+        if not same:
+            self._by_key.pop(r.key(), None)
+        if r.kind == LOCAL and self._by_handle.get(r.value) is r:
+            del self._by_handle[r.value]
 
     def _reg_mr(self, addr: int, length: int, access: int) -> Any:
         from pyverbs.mr import MR
@@ -517,18 +610,15 @@ class VerbsProvider:
             self.stats["dereg_mr"] += 1
 
     def _register(self, kind: int, s: Any, buf: Any, length: Any, flags: Any, desc_len: Any = 0) -> Ret:
-        import pyverbs.enums as e
-        from pyverbs.pyverbs_error import PyverbsRDMAError
-
-        fail = (lambda code, n=0: Ret(code, RdmaRegistration(None, n))) if kind == RDMA else (
-            lambda code, n=0: Ret(code, 0))
+        fail = _fail_rdma if kind == RDMA else _fail_local
         if self._state(s) != CONNECTED:
             return fail(WSAENOTCONN)
-        if not _is_int(flags) or flags not in (MEM_READ, MEM_WRITE, MEM_READWRITE):
+        # (``type(x) is int or _is_int(x)``: the usual int answers without a call)
+        if not (type(flags) is int or _is_int(flags)) or flags not in (MEM_READ, MEM_WRITE, MEM_READWRITE):
             return fail(WSAEINVAL)
-        if not _is_int(length) or length < 1:
+        if not (type(length) is int or _is_int(length)) or length < 1:
             return fail(WSAEINVAL)
-        if not _is_int(buf) or not self.memory.mapped(buf, length):
+        if not (type(buf) is int or _is_int(buf)) or not self.memory.mapped(buf, length):
             return fail(WSAEFAULT)
         if kind == RDMA and (not _is_int(desc_len) or desc_len < DESC.size):
             return fail(WSAEFAULT, DESC.size)  # RREG-03: the size needed
@@ -548,6 +638,9 @@ class VerbsProvider:
             return self._answer(hit)
         if len(self._regs) >= self.capabilities.slots:  # REG-09, RREG-05: cached entries count
             return fail(WSAENOBUFS)
+        import pyverbs.enums as e
+        from pyverbs.pyverbs_error import PyverbsRDMAError
+
         if kind == LOCAL:
             # MEM_READ needs no access bit (a gather source); a sink needs LOCAL_WRITE (ACC-03)
             access = e.IBV_ACCESS_LOCAL_WRITE if grants(flags, MEM_WRITE) else 0
@@ -567,7 +660,7 @@ class VerbsProvider:
         elif not self._expose(r, self._eps[s]):
             self._dereg_mr(r)
             return fail(WSAENOBUFS)
-        self._regs.append(r)
+        self._table_add(r)
         return self._answer(r)
 
     def _answer(self, r: _Registration) -> Ret:
@@ -637,15 +730,15 @@ class VerbsProvider:
         return self._register(RDMA, s, buf, length, flags, descriptor_length)
 
     def _live_local(self, s: Any, handle: Any) -> _Registration | None:
-        if not _is_int(handle):
+        if not (type(handle) is int or _is_int(handle)):
             return None
-        return next((r for r in self._regs
-                     if r.kind == LOCAL and r.sock == s and r.refs > 0 and r.value == handle), None)
+        r = self._by_handle.get(handle)
+        return r if r is not None and r.sock == s and r.refs > 0 else None
 
     def _last_reference(self, r: _Registration) -> None:
         """DEREG-04: cached (MR and pin kept) or, without the cache, released."""
         if not self.capabilities.has_cache:
-            self._regs.remove(r)
+            self._table_drop(r)
             self._dereg_mr(r)
 
     @_spi()
@@ -693,7 +786,7 @@ class VerbsProvider:
         if not hits:
             return Ret(WSAEINVAL, 0)
         for r in hits:
-            self._regs.remove(r)
+            self._table_drop(r)
             self._dereg_mr(r)  # unpins: after this the pages may be unmapped
         return Ret(OK, 0)
 
@@ -719,9 +812,9 @@ class VerbsProvider:
             r = self._live_local(s, handle)
             if r is None:
                 return WSAEINVAL, []
-            if not _is_int(length) or length < 1:
+            if not (type(length) is int or _is_int(length)) or length < 1:
                 return WSAEINVAL, []
-            if not _is_int(addr) or addr < r.addr or addr + length > r.addr + r.length:
+            if not (type(addr) is int or _is_int(addr)) or addr < r.addr or addr + length > r.addr + r.length:
                 return WSAEFAULT, []
             if not grants(r.flags, need):
                 return WSAEINVAL, []
@@ -729,8 +822,6 @@ class VerbsProvider:
         return OK, out
 
     def _rdma(self, s: Any, buffers: Any, target: Any, offset: Any, write: bool) -> Ret:
-        import pyverbs.enums as e
-
         status, bufs = self._check_local(s, buffers, MEM_READ if write else MEM_WRITE, self.capabilities.max_sge)
         if status != OK:
             return Ret(status, 0)
@@ -740,7 +831,7 @@ class VerbsProvider:
         # to be wrong (not sealed for this connection, no permission, out of
         # range). What only the peer knows (revoked) is posted and refused
         # by its responder: outcome (b).
-        fields = unseal(ep.peer_key, target)
+        fields = self._unseal(ep, target)
         if fields is None:
             return Ret(WSAEINVAL, 0)
         magic, version, flags, rkey, addr, length = fields
@@ -749,12 +840,28 @@ class VerbsProvider:
                 or not grants(flags, MEM_WRITE if write else MEM_READ)
                 or not _is_int(offset) or offset < 0 or offset + total > length):
             return Ret(WSAEINVAL, 0)
-        opcode = e.IBV_WR_RDMA_WRITE if write else e.IBV_WR_RDMA_READ
+        opcode = _e.IBV_WR_RDMA_WRITE if write else _e.IBV_WR_RDMA_READ
         wc = self._post(ep, opcode, bufs, rkey, addr + offset)
-        if wc is not None and wc.status == e.IBV_WC_SUCCESS:
+        if wc is not None and wc.status == _e.IBV_WC_SUCCESS:
             return Ret(OK, total)
         self._fail(ep)  # CONN-01: REM_ACCESS_ERR has put both QPs in ERR
         return Ret(WSAECONNRESET, 0)
+
+    @staticmethod
+    def _unseal(ep: _Endpoint, raw: Any) -> tuple | None:
+        """``unseal`` under the peer's key, remembered per connection for
+        the descriptors that were genuine (the MAC of the same bytes under
+        the same key never changes); anything else is checked every time."""
+        if type(raw) is bytes:
+            fields = ep.unsealed.get(raw)
+            if fields is not None:
+                return fields
+        fields = unseal(ep.peer_key, raw)
+        if fields is not None and type(raw) is bytes:
+            if len(ep.unsealed) >= 64:
+                ep.unsealed.clear()
+            ep.unsealed[raw] = fields
+        return fields
 
     @_spi()
     def rdma_write(self, s: int, buffers: list[WsaBufEx], target: bytes, offset: int) -> Ret:
@@ -771,14 +878,12 @@ class VerbsProvider:
     @_spi()
     def send(self, s: int, buffers: list[WsaBufEx]) -> Ret:
         """WSPSend: XFER-01, XFER-03 (an overlong message fails both ends)."""
-        import pyverbs.enums as e
-
         status, bufs = self._check_local(s, buffers, MEM_READ, self.capabilities.max_sge)
         if status != OK:
             return Ret(status, 0)
         ep = self._eps[s]
-        wc = self._post(ep, e.IBV_WR_SEND, bufs, None, None)
-        if wc is not None and wc.status == e.IBV_WC_SUCCESS:
+        wc = self._post(ep, _e.IBV_WR_SEND, bufs, None, None)
+        if wc is not None and wc.status == _e.IBV_WC_SUCCESS:
             return Ret(OK, sum(b.len for b, _ in bufs))
         self._fail(ep)
         return Ret(WSAECONNRESET, 0)
@@ -786,8 +891,6 @@ class VerbsProvider:
     @_spi()
     def recv(self, s: int, buffer: WsaBufEx) -> Ret:
         """WSPRecv: XFER-01, XFER-02 (posted, WSA_IO_PENDING)."""
-        from pyverbs.wr import SGE, RecvWR
-
         status, bufs = self._check_local(s, [buffer], MEM_WRITE, None)
         if status != OK:
             return Ret(status, 0)
@@ -797,7 +900,7 @@ class VerbsProvider:
         (b, r), = bufs
         wr_id = ep.next_wr
         ep.next_wr += 1
-        ep.qp.post_recv(RecvWR(wr_id=wr_id, num_sge=1, sg=[SGE(b.buf, b.len, r.mr.lkey)]))
+        ep.qp.post_recv(_RecvWR(wr_id=wr_id, num_sge=1, sg=[_SGE(b.buf, b.len, r.mr.lkey)]))
         ep.recv, ep.recv_result = (b.handle, b.buf, b.len, wr_id), None
         return Ret(WSA_IO_PENDING, 0)
 
@@ -818,15 +921,16 @@ class VerbsProvider:
         return ret
 
     def _poll_recv(self, ep: _Endpoint, deadline_s: float) -> None:
-        import pyverbs.enums as e
-
         end = time.monotonic() + deadline_s
         while ep.recv is not None and ep.recv_result is None:
             n, wcs = ep.rcq.poll(1)
             if n and wcs[0].wr_id == ep.recv[3]:
                 wc = wcs[0]
-                ep.recv_result = (Ret(OK, wc.byte_len) if wc.status == e.IBV_WC_SUCCESS
-                                  else Ret(WSA_OPERATION_ABORTED, 0))
+                if wc.status == _e.IBV_WC_SUCCESS:
+                    ep.recv_result = Ret(OK, wc.byte_len)
+                else:  # flushed or failed: the QP may be in ERR (``_state`` looks)
+                    ep.recv_result = Ret(WSA_OPERATION_ABORTED, 0)
+                    ep.suspect = True
             elif not n and time.monotonic() >= end:
                 return
 
@@ -834,48 +938,60 @@ class VerbsProvider:
 
     def _poll_send(self, ep: _Endpoint, wr_id: int) -> Any:
         """The completion of ``wr_id`` (every send-side WR is signalled and
-        waited for before the next is posted), or None at the deadline."""
+        waited for before the next is posted), or None at the deadline. A
+        tight busy poll: the clock is read every 64 empty polls."""
+        poll = ep.scq.poll
         end = time.monotonic() + POLL_DEADLINE_S
-        while time.monotonic() < end:
-            n, wcs = ep.scq.poll(1)
-            if n and wcs[0].wr_id == wr_id:
-                return wcs[0]
-        return None
+        spins = 0
+        while True:
+            n, wcs = poll(1)
+            if n:
+                if wcs[0].wr_id == wr_id:
+                    return wcs[0]
+                continue
+            spins += 1
+            if not spins & 63 and time.monotonic() >= end:
+                return None
 
     def _post(self, ep: _Endpoint, opcode: int, bufs: list, rkey: int | None, remote: int | None) -> Any:
         """One signalled data WR, one SGE per WSABUFEX, in array order; the
-        legacy post path (multi-SGE works there on librxe 44)."""
-        import pyverbs.enums as e
-        from pyverbs.wr import SGE, SendWR
-
+        legacy post path (multi-SGE works there on librxe 44). The WR is a
+        pure function of (opcode, SGEs, rkey, remote address), so one made
+        before for the same values is posted again with a new ``wr_id``
+        (``ibv_post_send`` copies it into the send queue)."""
         wr_id = ep.next_wr
         ep.next_wr += 1
-        sges = [SGE(b.buf, b.len, r.mr.lkey) for b, r in bufs]
-        wr = SendWR(wr_id=wr_id, opcode=opcode, num_sge=len(sges), sg=sges, send_flags=e.IBV_SEND_SIGNALED)
-        if rkey is not None:
-            wr.set_wr_rdma(rkey, remote)
+        sg = tuple([(b.buf, b.len, r.mr.lkey) for b, r in bufs])
+        key = (opcode, sg, rkey, remote)
+        wr = ep.wrs.get(key)
+        if wr is None:
+            sges = [_SGE(a, n, lkey) for a, n, lkey in sg]
+            wr = _SendWR(wr_id=wr_id, opcode=opcode, num_sge=len(sges), sg=sges, send_flags=_e.IBV_SEND_SIGNALED)
+            if rkey is not None:
+                wr.set_wr_rdma(rkey, remote)
+            if len(ep.wrs) >= WR_CACHE:
+                ep.wrs.clear()
+            ep.wrs[key] = wr
+        else:
+            wr.wr_id = wr_id
         ep.qp.post_send(wr)
         return self._poll_send(ep, wr_id)
 
     def _post_ex(self, ep: _Endpoint, build: Callable[[Any], Any]) -> Any:
         """One signalled WR through the extended API (bind, local invalidate)."""
-        import pyverbs.enums as e
-
         wr_id = ep.next_wr
         ep.next_wr += 1
         qp = ep.qp
         qp.wr_start()
         qp.wr_id = wr_id
-        qp.wr_flags = e.IBV_SEND_SIGNALED
+        qp.wr_flags = _e.IBV_SEND_SIGNALED
         build(qp)
         qp.wr_complete()
         return self._poll_send(ep, wr_id)
 
     @staticmethod
     def _state_of_qp(ep: _Endpoint) -> int:
-        import pyverbs.enums as e
-
-        attr, _ = ep.qp.query(e.IBV_QP_STATE)
+        attr, _ = ep.qp.query(_e.IBV_QP_STATE)
         return attr.qp_state
 
     # --- teardown ----------------------------------------------------------------
@@ -903,6 +1019,8 @@ class VerbsProvider:
             except Exception as exc:  # noqa: BLE001
                 self.errors.append(f"shutdown: MR: {exc}")
         self._regs.clear()
+        self._by_key.clear()
+        self._by_handle.clear()
         for name in ("_pd", "_ctx"):
             obj = getattr(self, name)
             if obj is not None:
