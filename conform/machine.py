@@ -185,7 +185,8 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
                                 minor=data.draw(st.integers(0, 3)), data_ok=data.draw(st.booleans()),
                                 table_ok=True)
             else:
-                self.world.step("get_extension", host=host, fn=data.draw(st.integers(0, FN_UNKNOWN)),
+                self.world.step("get_extension", host=host,
+                                fn=data.draw(st.sampled_from([*range(FN_UNKNOWN), FN_UNKNOWN, FN_UNKNOWN])),
                                 outlen=data.draw(st.sampled_from([8, 8, 8, 4, 0])))
 
         # --- registration -------------------------------------------------------------
@@ -201,8 +202,23 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
 
         def _registration(self, data, name):
             """(host, sock, addr, length, flags): half the time a buffer registered
-            before (the cache's and the counts' cases), sometimes nudged."""
+            before (the cache's and the counts' cases), sometimes nudged; one
+            time in eight one argument the function must refuse (REG-02..04)."""
             before = [r[1:] for r in self.world.registered if r[0] == name]
+            bad = data.draw(often(st.just(None), st.sampled_from(["flags", "length", "unmapped"])))
+            if bad:
+                host = data.draw(st.integers(0, 1))
+                sock = data.draw(st.integers(0, cfg.sockets - 1))
+                addr, length, flags = data.draw(st.integers(0, 256)), data.draw(st.integers(1, 256)), MEM_READWRITE
+                if bad == "flags":
+                    flags = data.draw(st.sampled_from([0, 4, 7, -1]))
+                elif bad == "length":
+                    length = data.draw(st.sampled_from([0, -1]))
+                else:  # the first unmapped page, or a range running past the address space
+                    holes = [p for p, m in enumerate(self.state.hosts[host].mapped) if not m]
+                    addr = holes[0] * cfg.page_size if holes else cfg.pages * cfg.page_size - 8
+                    length = 16
+                return host, sock, addr, length, flags
             if before and data.draw(st.booleans()):
                 host, sock, addr, length, flags = data.draw(st.sampled_from(before))
                 nudge = data.draw(st.sampled_from(["same"] * 4 + ["length", "flags"]))
@@ -292,8 +308,15 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             return out
 
         def host_and_socket(self, data, need_target: bool):
+            """Mostly a ready pair; one time in eight a closed or failed
+            connection, when there is one (CONN-02)."""
             pairs = self.ready_pairs(need_target)
-            if pairs and data.draw(st.integers(0, 3)):
+            down = [(h, s) for h in (0, 1) for s in range(cfg.sockets)
+                    if self.state.hosts[h].eps[s].conn != CONNECTED]
+            pick = data.draw(st.integers(0, 7))
+            if down and pick == 0:
+                return data.draw(st.sampled_from(down))
+            if pairs and pick >= 2:
                 return data.draw(st.sampled_from(pairs))
             return data.draw(st.integers(0, 1)), self.socket(data)
 
