@@ -21,10 +21,12 @@ venv: $(VENV)/.installed
 # provider against the model call by call, and print the clause table.
 main: venv
 	$(SANSPI) prove
-	$(SANSPI) conform --provider sim
+	$(SANSPI) conform --provider sim --require-coverage
 	$(SANSPI) spec
 
-# Every test: host tests, then the rxe leg inside the lab guest(s).
+# Every test: host tests, then the rxe leg inside the lab guest(s), then the
+# lockstep campaign on the verbs provider in one guest and across two, each
+# required to reach every outcome the model allows.
 # The host kernel has no InfiniBand, so `sanspi lab run` boots Debian's
 # kernel under QEMU with rxe (lab/). `lab setup` is quick once done.
 # pytest's exit 5 (nothing selected) fails the target, as it should: each
@@ -36,3 +38,5 @@ test: venv
 	$(SANSPI) lab setup
 	$(SANSPI) lab run --topology loopback -- $(RXE_PYTEST) -m "rxe and not two_host"
 	$(SANSPI) lab run --topology two-host -- $(RXE_PYTEST) -m "rxe and two_host"
+	$(SANSPI) conform --provider rxe --require-coverage --out reports/rxe-loopback
+	$(SANSPI) conform --provider rxe --topology two-host --examples 60 --require-coverage --out reports/rxe-two-host
