@@ -22,8 +22,10 @@ Facts from the lab (shared/LAB.md, and seen while writing this):
   only binds and invalidates go through the extended API.
 * A remote access error (IBV_WC_REM_ACCESS_ERR) moves *both* QPs to ERR,
   and so does an overlong send (the sender sees IBV_WC_REM_OP_ERR, the
-  receive IBV_WC_LOC_QP_OP_ERR). The peer provider learns that its
-  connection failed by querying its QP on its next call (CONN-01).
+  receive IBV_WC_LOC_QP_OP_ERR). The failing end's ``_fail`` tells the
+  peer on the side channel below (its QP would say ERR too, but asking it
+  on every call cost ~130 us under TCG); the peer enters the error state on
+  its next call (CONN-01).
 * Exhausted RNR retries (or a transport timeout) fail only the requester's
   QP. So the TCP connection of the QPN/PSN/GID exchange is kept per
   endpoint as a side channel; a failing end writes one byte on it, and the
