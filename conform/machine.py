@@ -352,7 +352,7 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
         @rule(data=st.data())
         def revoke_then_use(self, data):
             """RDEREG-02, CACHE-03: the peer deregisters an RDMA buffer, then
-            this host aims a transfer at it with good local buffers."""
+            this host aims a transfer at it that would otherwise fit."""
             chances = [(h, sl) for h in (0, 1) for sl in self.slots(1 - h, 2) if sl.refs > 0
                        and any(l.refs > 0 for l in self.slots(h, 1, sl.sock))]
             if not chances:
@@ -363,9 +363,13 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
                                 desc=Ref("issued", target.rid))
             write = not self.world.cfg.has_rdma_read or data.draw(st.booleans())
             need = MEM_READ if write else MEM_WRITE
-            sges = self.sges(data, host, target.sock, need)
+            usable = [sl for sl in self.slots(host, 1, target.sock) if sl.refs > 0 and sl.flags & need]
+            if usable:  # a transfer that would succeed but for the revocation
+                sges, offset = self.fitting(data, data.draw(st.sampled_from(usable)), target)
+            else:
+                sges, offset = self.sges(data, host, target.sock, need), 0
             self.world.step("rdma_write" if write else "rdma_read", host=host, sock=target.sock, sges=sges,
-                            desc=Ref("issued", target.rid), offset=0)
+                            desc=Ref("issued", target.rid), offset=offset)
 
         @rule(data=st.data())
         def exchange(self, data):
@@ -442,24 +446,38 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
         @rule(data=st.data())
         def transfer_that_fits(self, data):
             """RDMA-05..07: one live local buffer with the access needed and a
-            live target of the peer on the same connection that grants the
-            other; the length and offset fit, ending at the target's last byte
-            an eighth of the time. The generic rules reach success only when
+            live target of the peer on the same connection; the length and
+            offset fit, ending at the target's last byte an eighth of the
+            time. Mostly the target grants the access; sometimes it does not
+            (ACC-02: refused), and sometimes it was registered once more and
+            deregistered once just before, so one reference is left and it
+            still works (RDEREG-03). The generic rules reach these only when
             many independent draws agree."""
             write = not cfg.has_rdma_read or data.draw(st.booleans())
             need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
+            aim = data.draw(st.sampled_from(["granted"] * 3 + ["refused", "shared"]))
             chances = [(h, sl, t) for h in (0, 1) for s in range(cfg.sockets)
                        if self.state.hosts[h].eps[s].conn == CONNECTED
                        for sl in self.slots(h, 1, s) if sl.refs > 0 and sl.flags & need
-                       for t in self.slots(1 - h, 2, s) if t.refs > 0 and t.flags & remote]
+                       for t in self.slots(1 - h, 2, s) if t.refs > 0 and bool(t.flags & remote) != (aim == "refused")]
             if not chances:
                 return
             host, sl, t = data.draw(st.sampled_from(chances))
+            if aim == "shared":
+                self.world.step("register_rdma_memory", host=1 - host, sock=t.sock, addr=t.addr, length=t.length,
+                                flags=t.flags, desc_len=cfg.descriptor_size)
+                self.world.step("deregister_rdma_memory", host=1 - host, sock=t.sock, desc=Ref("issued", t.rid))
+            sges, offset = self.fitting(data, sl, t)
+            self.world.step("rdma_write" if write else "rdma_read", host=host, sock=sl.sock, sges=sges,
+                            desc=Ref("issued", t.rid), offset=offset)
+
+        def fitting(self, data, sl, t):
+            """One buffer of local registration ``sl`` and an offset into target
+            ``t`` that together fit both."""
             n = data.draw(st.integers(1, min(sl.length, t.length)))
             a = data.draw(st.integers(sl.addr, sl.addr + sl.length - n))
             offset = data.draw(often(st.integers(0, t.length - n), st.just(t.length - n)))
-            self.world.step("rdma_write" if write else "rdma_read", host=host, sock=sl.sock,
-                            sges=((n, a, Ref("issued", sl.rid)),), desc=Ref("issued", t.rid), offset=offset)
+            return ((n, a, Ref("issued", sl.rid)),), offset
 
         @rule(data=st.data())
         def rdma_write(self, data):
