@@ -26,6 +26,8 @@ NAMES = (
     "verbs-error-state-not-entered",
     "verbs-failed-completion-as-refusal",
     "verbs-table-ignores-flags",
+    "verbs-dereg-revokes-every-reference",
+    "verbs-remote-access-widened",
 )
 
 
