@@ -107,7 +107,8 @@ def _finish(measured: dict, args: argparse.Namespace, guest: dict | None, second
     print()
     missed = [f for f in doc["figures"] if f["met"] is False]
     for f in missed:
-        print(f"goal not met: {f['figure']} at {report.size_name(f['size'])}: {f['ratio']:.3g} "
+        at = f" at {report.size_name(f['size'])}" if f["size"] else ""
+        print(f"goal not met: {f['figure']}{at}: {f['ratio']:.3g} "
               f"(goal {f['goal']['op']} {f['goal']['bound']:g})")
     if args.record:
         from sanspi.lab.cli import repo_root
