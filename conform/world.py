@@ -28,6 +28,11 @@ from sanspi.model.state import Config
 from sanspi.model.transitions import Sge, Step
 
 
+#: The steps after which a connection's state may have changed (SOCK-01,
+#: SOCK-02, CONN-01): after each, every connection is compared.
+CONNECTION_STEPS = frozenset({"connect", "close", "rdma_write", "rdma_read", "send"})
+
+
 @attrs.frozen
 class Ref:
     """A handle or descriptor as the switch would pass it.
@@ -199,6 +204,23 @@ class World:
         self.coverage[key] = self.coverage.get(key, 0) + 1
         return step
 
+    def compare_connections(self) -> None:
+        """The state of every connection on both hosts (CONN-01, CONN-02),
+        read the one way the SPI shows it without changing anything: an RDMA
+        write with no buffers answers WSAENOTCONN or WSAECONNABORTED on a
+        closed or failed connection, and WSAEINVAL (no buffers, RDMA-03) on a
+        live one. Not logged as a step: it is a check, like the bytes."""
+        for h in (0, 1):
+            if self.model.state.hosts[h].startups == 0:  # no function to call yet
+                continue
+            for s in range(self.cfg.sockets):
+                margs = make_args("rdma_write", host=h, sock=s, sges=(), desc=0, offset=0)
+                want = {o.status for o in self.model.outcomes("rdma_write", margs)}
+                got = self._call(self._fn(h, 4), s, [], self.ids.value(Ref("garbage"), descriptor=True), 0).status
+                if got not in want:
+                    raise Divergence(f"host {h} connection {s}: an RDMA write with no buffers gives {wsa_name(got)}, "
+                                     f"the model's connection state gives {' or '.join(sorted(map(wsa_name, want)))}")
+
     def compare_memory(self) -> None:
         """Every mapped byte of both hosts equals the model's (spec MEM-*, RDMA-06/07)."""
         ps = self.cfg.page_size
@@ -258,6 +280,8 @@ class World:
             step = getattr(self, f"_do_{name}")(**args)
             self.log[-1].status = step.status
             self.compare_memory()
+            if name in CONNECTION_STEPS:
+                self.compare_connections()
             return step
         finally:
             self.step_seconds += time.perf_counter() - start

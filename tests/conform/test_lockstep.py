@@ -106,6 +106,27 @@ def test_a_provider_that_raises_is_a_divergence():
         w.step("cache_callback", host=0, addr=0, size=10)
 
 
+@pytest.mark.clause("SOCK-02", "CONN-02")
+def test_a_connection_left_open_is_a_divergence_after_the_step():
+    """After a close the World reads every connection's state (an RDMA write
+    with no buffers): a provider that answers close but keeps the connection
+    diverges there, before any transfer is tried."""
+    from sanspi.impl.interface import Ret
+    from sanspi.impl.sim import SimFabric, SimMemory, SimProvider
+
+    class KeepsOpen(SimProvider):
+        def close(self, s):
+            return Ret(OK)
+
+    fabric = SimFabric()
+    w = World(tuple(KeepsOpen(fabric, CAPS, SimMemory(4)) for _ in (0, 1)), CFG)
+    for h in (0, 1):
+        w.step("startup_ex", host=h, major=2, minor=2)
+    w.step("connect", conn=0)
+    with pytest.raises(Divergence, match="connection 0: an RDMA write with no buffers gives WSAEINVAL"):
+        w.step("close", conn=0)
+
+
 def test_sanspi_conformance_fixture_accepts_the_software_provider(sanspi_conformance):
     result = sanspi_conformance(lambda: sim_pair(CAPS, pages=4), examples=10, steps=20, seed=3)
     assert result.ok and result.steps > 0
