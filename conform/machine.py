@@ -373,12 +373,13 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
 
         @rule(data=st.data())
         def exchange(self, data):
-            """XFER-01..03: a message that fits (or, sometimes, is one byte too
-            long or ends one byte past its buffer). The receiver posts into a live
-            buffer that grants MEM_WRITE, the sender sends from a live MEM_READ
-            one, the receiver reaps it: the separate rules rarely line up all
-            four conditions, so a successful send and its recv_done are made
-            here on purpose."""
+            """XFER-01..03: the receiver posts into a live buffer that grants
+            MEM_WRITE, the sender sends from a live MEM_READ one, the receiver
+            reaps it: the separate rules rarely line up all four conditions,
+            so a successful send and its recv_done are made here on purpose.
+            Sometimes the message is one byte too long, ends one byte past its
+            buffer or names no handle, or the receive itself runs one byte
+            past its buffer (RDMA-04)."""
             chances = [(h, s, rl, sl) for h in (0, 1) for s in range(cfg.sockets)
                        if self.state.hosts[h].eps[s].conn == CONNECTED
                        and self.state.hosts[1 - h].eps[s].recv == RECV_IDLE
@@ -389,10 +390,14 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             host, sock, rl, sl = data.draw(st.sampled_from(chances))
             room = data.draw(st.integers(1, rl.length))
             at = data.draw(st.integers(rl.addr, rl.addr + rl.length - room))
+            if data.draw(st.integers(0, 7)) == 0:  # the receive's last byte outside its registration
+                at = rl.addr + rl.length - room + 1
             self.world.step("post_recv", host=1 - host, sock=sock, length=room, addr=at, handle=Ref("issued", rl.rid))
+            if self.state.hosts[1 - host].eps[sock].recv != RECV_POSTED:
+                return
             n = data.draw(st.integers(1, min(room, sl.length)))
             a = data.draw(st.integers(sl.addr, sl.addr + sl.length - n))
-            aim = data.draw(st.sampled_from(["fits"] * 4 + ["too long", "past the buffer"]))
+            aim = data.draw(st.sampled_from(["fits"] * 4 + ["too long", "past the buffer", "no handle"]))
             if aim == "too long" and sl.length > room:
                 # one byte more than the receive holds: the connection fails
                 # and the receive is aborted (XFER-03, CONN-01)
@@ -400,7 +405,8 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
                 a = data.draw(st.integers(sl.addr, sl.addr + sl.length - n))
             elif aim == "past the buffer":  # the last byte lies outside the registration (RDMA-04)
                 a = sl.addr + sl.length - n + 1
-            self.world.step("send", host=host, sock=sock, sges=((n, a, Ref("issued", sl.rid)),))
+            handle = Ref("garbage", data.draw(st.integers(0, 3))) if aim == "no handle" else Ref("issued", sl.rid)
+            self.world.step("send", host=host, sock=sock, sges=((n, a, handle),))
             if self.state.hosts[1 - host].eps[sock].recv == RECV_DONE:
                 self.world.step("recv_done", host=1 - host, sock=sock)
 
