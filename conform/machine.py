@@ -455,10 +455,10 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             live target of the peer on the same connection; the length and
             offset fit, ending at the target's last byte an eighth of the
             time. Mostly the target grants the access; sometimes it does not
-            (ACC-02: refused), and sometimes it was registered once more and
-            deregistered once just before, so one reference is left and it
-            still works (RDEREG-03). The generic rules reach these only when
-            many independent draws agree."""
+            (ACC-02: refused), and sometimes both buffers were registered once
+            more and deregistered once just before, so one reference is left
+            and they still work (DEREG-02, RDEREG-03). The generic rules
+            reach these only when many independent draws agree."""
             write = not cfg.has_rdma_read or data.draw(st.booleans())
             need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
             aim = data.draw(st.sampled_from(["granted"] * 3 + ["refused", "shared"]))
@@ -469,7 +469,10 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             if not chances:
                 return
             host, sl, t = data.draw(st.sampled_from(chances))
-            if aim == "shared":
+            if aim == "shared":  # on both sides, one of two references dropped (DEREG-02, RDEREG-03)
+                self.world.step("register_memory", host=host, sock=sl.sock, addr=sl.addr, length=sl.length,
+                                flags=sl.flags)
+                self.world.step("deregister_memory", host=host, sock=sl.sock, handle=Ref("issued", sl.rid))
                 self.world.step("register_rdma_memory", host=1 - host, sock=t.sock, addr=t.addr, length=t.length,
                                 flags=t.flags, desc_len=cfg.descriptor_size)
                 self.world.step("deregister_rdma_memory", host=1 - host, sock=t.sock, desc=Ref("issued", t.rid))
