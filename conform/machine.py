@@ -63,6 +63,13 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             return [sl for sl in self.state.hosts[host].slots
                     if sl.used and sl.kind == kind and (sock is None or sl.sock == sock)]
 
+        def live_on(self, host, page, npages, but=None):
+            """Does a live registration of ``host`` (other than ``but``) touch
+            these pages? The switch frees no such page (MEM-04)."""
+            lo, hi = page * cfg.page_size, (page + npages) * cfg.page_size
+            return any(sl.used and sl.refs > 0 and sl is not but and sl.addr < hi and lo < sl.addr + sl.length
+                       for sl in self.state.hosts[host].slots)
+
         def address(self, data, host):
             ranges = self.mapped_ranges(host)
             regs = [sl for sl in self.state.hosts[host].slots if sl.used]
@@ -152,9 +159,7 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             cached = [p for p in mapped for sl in self.state.hosts[host].slots
                       if sl.used and sl.refs == 0 and sl.addr < (p + 1) * ps and p * ps < sl.addr + sl.length]
             page = data.draw(st.sampled_from(cached) if cached and data.draw(st.booleans()) else st.sampled_from(mapped))
-            live = any(sl.used and sl.refs > 0 and sl.addr < (page + 1) * cfg.page_size
-                       and page * cfg.page_size < sl.addr + sl.length for sl in self.state.hosts[host].slots)
-            if live:  # the switch never frees memory it has registered (MEM-04)
+            if self.live_on(host, page, 1):  # the switch never frees memory it has registered (MEM-04)
                 return
             self.world.step("free", host=host, page=page, npages=1)
 
@@ -418,19 +423,13 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             release the cached entry first. Random frees rarely find a page
             with a cached entry and no live one."""
             ps = cfg.page_size
-
-            def live_on(h, first_page, npages, but=None):
-                lo, hi = first_page * ps, (first_page + npages) * ps
-                return any(o.used and o.refs > 0 and o is not but and o.addr < hi and lo < o.addr + o.length
-                           for o in self.state.hosts[h].slots)
-
             chances = []
             for h in (0, 1):
                 for sl in self.state.hosts[h].slots:
                     if sl.used and sl.refs > 0 and sl.length > 0:
                         page = sl.addr // ps
                         npages = (sl.addr + sl.length - 1) // ps - page + 1
-                        if not live_on(h, page, npages, but=sl):
+                        if not self.live_on(h, page, npages, but=sl):
                             chances.append((h, sl, page, npages))
             if not chances:
                 return
@@ -438,7 +437,7 @@ def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
             name, field = ("deregister_memory", "handle") if sl.kind == 1 else ("deregister_rdma_memory", "desc")
             for _ in range(sl.refs):
                 self.world.step(name, host=host, sock=sl.sock, **{field: Ref("issued", sl.rid)})
-            if not live_on(host, page, npages):  # a posted receive keeps it live (DEREG-03)
+            if not self.live_on(host, page, npages):  # a posted receive keeps it live (DEREG-03)
                 self.world.step("free", host=host, page=page, npages=npages)
 
         @rule(data=st.data())
