@@ -129,7 +129,7 @@ class World:
     functions: list[dict] = attrs.field(factory=lambda: [{}, {}])
     issued: dict[int, tuple[int, bool]] = attrs.field(factory=dict)  # model id -> (host, is descriptor)
     registered: list[tuple] = attrs.field(factory=list)  # (name, host, sock, addr, length, flags) that succeeded
-    _checked: tuple | None = attrs.field(default=None, init=False, repr=False)  # (name, args, outcomes) of _require
+    _checked: tuple | None = attrs.field(default=None, init=False, repr=False)  # (args, outcomes) of _require
     step_seconds: float = 0.0  # wall time inside step(), model and providers together
 
     def __attrs_post_init__(self) -> None:
@@ -183,12 +183,13 @@ class World:
         steps = self.model.outcomes(name, margs)
         if not steps:
             raise RuntimeError(f"{name} is not enabled")
-        self._checked = (name, margs, steps)
+        self._checked = (margs, steps)
 
     def _outcome(self, name: str, margs: Any, status: int, result: Any = None, what: str = "") -> Step:
         """The model's outcome the provider's status selects; a divergence if none."""
         checked, self._checked = self._checked, None
-        steps = checked[2] if checked and checked[0] == name and checked[1] is margs else self.model.outcomes(name, margs)
+        # the same argument record (each is made for one transition) means _require's outcomes
+        steps = checked[1] if checked and checked[0] is margs else self.model.outcomes(name, margs)
         if not steps:
             raise RuntimeError(f"{name} is not enabled: the generator broke a precondition")
         matching = [s for s in steps if s.status == status]
