@@ -8,7 +8,7 @@ SANSPI := $(VENV)/bin/sanspi
 .PHONY: main test venv
 
 # The project's environment: a venv over Debian's /usr/bin/python3 with the
-# system site packages, so Debian's python3-pyverbs imports in it (LAB.md).
+# system site packages, so Debian's python3-pyverbs imports in it (lab/RXE-FACTS.md).
 $(VENV)/.installed: pyproject.toml
 	@test -x /usr/bin/python3 || { echo "make: /usr/bin/python3 is missing (apt-get install python3)"; exit 1; }
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)

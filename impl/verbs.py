@@ -7,7 +7,7 @@ invalidates), and a registration table exactly as spec REG-*/RREG-*/CACHE-*
 say. What the documents leave to the provider is decided here as the spec
 decides it; where a verbs fact shapes the code, the comment says which.
 
-Facts from the lab (shared/LAB.md, and seen while writing this):
+Facts from the lab (lab/RXE-FACTS.md, and seen while writing this):
 
 * A type-2 window's rkey works only on the QP it was bound on, and a local
   invalidate revokes it at once, but rxe does not check the window's range:

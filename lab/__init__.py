@@ -2,7 +2,7 @@
 
 These machines' kernel has no InfiniBand, so rxe runs in QEMU guests booted
 from Debian's stock kernel by virtme-ng, with the host's files as the
-guests' root (facts in shared/LAB.md). One job per module:
+guests' root (facts in lab/RXE-FACTS.md). One job per module:
 
 - ``provision``: ``sanspi lab setup``: Debian packages, kernel, stamp.
 - ``topology``: the guest scripts and ``vng`` command lines (pure).

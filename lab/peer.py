@@ -31,7 +31,7 @@ SKIP_NOTES = {
         "/sys/class/infiniband/<dev>/device/net; an rxe device has no `device` "
         "link (only `parent`), so every rdma_cm test skips on rxe, whatever the "
         "netdev (seen on the dummy netdev and on the two-host virtio NIC). "
-        "rdma_cm itself works there (LAB.md)",
+        "rdma_cm itself works there (lab/RXE-FACTS.md)",
 }
 #: What we know about failures seen in the lab (test id -> why), printed
 #: beside them in the README so a reader need not rerun to learn the cause.

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-#: What the lab needs from Debian (LAB.md "Ingredients"). virtme-ng comes
+#: What the lab needs from Debian (lab/RXE-FACTS.md, "The lab itself"). virtme-ng comes
 #: from PyPI through the venv's ``lab`` extra, not from here.
 PACKAGES = (
     "qemu-system-x86",   # the guest machine (TCG)

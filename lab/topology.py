@@ -4,7 +4,7 @@ Everything here is a pure function of its arguments (no files, no processes),
 so the host tests can check the command lines of both topologies without
 booting anything. ``launch`` writes the scripts out and runs the commands.
 
-Topologies (facts from shared/LAB.md):
+Topologies (facts in lab/RXE-FACTS.md):
 
 * ``loopback``: one guest, one rxe device bound to a ``dummy`` netdev with an
   address. Not ``lo``: on ``lo`` raw RC QPs connect but rdma_cm fails
@@ -185,7 +185,7 @@ class Guest:
 
 
 def dgram_qemu_opts(local_port: int, remote_port: int, mac: str) -> str:
-    """QEMU options for one end of the UDP link between two guests (LAB.md)."""
+    """QEMU options for one end of the UDP link between two guests (lab/RXE-FACTS.md)."""
     return (
         "-netdev dgram,id=s0,"
         f"local.type=inet,local.host=127.0.0.1,local.port={local_port},"
@@ -198,7 +198,7 @@ def vng_argv(vmlinuz: Path, script_path: str, *, kvm: bool, name: str,
              qemu_opts: str | None = None, memory: str = "1G", rwdir: Path | None = None) -> list[str]:
     """The vng command that boots ``vmlinuz`` and runs one script as root.
 
-    One vCPU: two vCPUs per guest doubled boot time under TCG (LAB.md).
+    One vCPU: two vCPUs per guest doubled boot time under TCG (lab/RXE-FACTS.md).
     Without ``kvm`` QEMU emulates (TCG): under KVM the Debian kernel hangs
     after "Probing EDD" on these machines.
     """

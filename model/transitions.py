@@ -10,7 +10,7 @@ descriptor size), ``next`` the state after it.
 
 Error paths are *not* preconditions: a bad handle, a wrong socket or a
 forged descriptor is an enabled step whose status is the error, so the model
-predicts failures as well as successes (STYLE.md point 9).
+predicts failures as well as successes (spec/README.md, "SPI calls and environment events").
 
 Where the SPI leaves an outcome open, the transition takes a ``choice``
 argument; ``Transition.choices`` says how many there are and the guard admits

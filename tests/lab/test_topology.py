@@ -37,7 +37,7 @@ def test_loopback_is_one_guest_on_a_dummy_netdev():
     assert "addr=10.77.0.1\n" in g.script
     assert 'export SANSPI_LAB_PEER_ADDR="$addr"' in g.script
     assert 'export SANSPI_LAB_HOST="0"' in g.script
-    assert " lo " not in g.script, "rdma_cm fails on lo (LAB.md)"
+    assert " lo " not in g.script, "rdma_cm fails on lo (lab/RXE-FACTS.md)"
 
 
 def test_the_command_survives_quoting():

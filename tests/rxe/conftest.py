@@ -4,7 +4,7 @@ They run inside the lab (``make test`` does it, or by hand:
 ``sanspi lab setup`` then ``sanspi lab run -- python -m pytest -m rxe tests/rxe``).
 Where no rxe device exists they FAIL, naming that step, and a skip inside
 this folder is turned into a failure too: for a reference oracle a skipped
-rxe test would pass conformance vacuously (STYLE.md point 11).
+rxe test would pass conformance vacuously.
 """
 
 from __future__ import annotations
