@@ -1,21 +1,29 @@
 """A conformance campaign: the lockstep state machine run for N examples of
-at most M steps, with what it covered and, on a divergence, the shrunk trace."""
+at most M steps, with what it covered and, on a divergence, the shrunk trace.
+
+Hypothesis generates; it does not shrink. A divergence's trace is shrunk by
+``conform.shrink`` (step deletion against fresh providers, to a 1-minimal
+trace), which takes seconds where Hypothesis's own shrinking of a long
+stateful example took minutes and left steps that did not matter.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable
 
 import attrs
 import hypothesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
+from sanspi.conform.coverage import UNREACHABLE, Coverage, behaviour_targets, outcome_targets, uncovered
 from sanspi.conform.machine import make_machine
+from sanspi.conform.shrink import shrink as shrink_trace
 from sanspi.conform.world import Divergence, Logged, World
 from sanspi.impl.interface import Capabilities, Provider
 from sanspi.model.state import Config
@@ -42,36 +50,49 @@ class CampaignResult:
     examples: int  # examples Hypothesis ran
     steps: int  # steps run on the model and the provider, all examples together
     seconds: float
-    coverage: dict[tuple[str, str], int]
+    coverage: Coverage
     divergence: str | None = None
     trace: tuple[Logged, ...] = ()
     rounds: int = 1  # Hypothesis runs: the first, then top-up rounds for coverage
+    find_seconds: float = 0.0  # from the start to the first divergence
+    shrink_seconds: float = 0.0  # shrinking its trace
+    found_steps: int = 0  # steps of the divergence's trace as found, before shrinking
+    minimal: bool = False  # no single step of ``trace`` can go and keep the divergence
 
     @property
     def ok(self) -> bool:
         return self.divergence is None
 
 
+def campaign_targets(cfg: Config) -> set[str]:
+    """Everything a campaign on this configuration must reach: every
+    outcome z3 proves possible, every behaviour class (conform/coverage.py)."""
+    return outcome_targets(cfg) | behaviour_targets(cfg)
+
+
 def run_campaign(factory: Callable[[], tuple[Provider, Provider]], cfg: Config, examples: int = 60,
                  steps: int = 40, seed: int | None = None, use_database: bool = True,
                  progress: Callable[[str], None] | None = None, name: str = "provider",
-                 shrink: bool = True, targets: dict[str, set[str]] | None = None,
-                 top_up: int = 0) -> CampaignResult:
+                 shrink: bool = True, targets: set[str] | None = None,
+                 top_up: int = 0, shrink_budget_s: float = 120.0) -> CampaignResult:
     """Run the campaign. ``shrink=False`` stops at the first divergence as
     found (the mutation check measures time to kill, not the shortest trace).
 
-    With ``targets`` (``outcome_targets``) and ``top_up`` > 0, while some
-    outcome the model allows is neither reached nor UNREACHABLE, up to
-    ``top_up`` more rounds of half the examples run under the next seeds:
-    the rare error paths are random draws, and one run can miss one.
+    With ``targets`` (``campaign_targets``) and ``top_up`` > 0, while some
+    target is neither reached nor UNREACHABLE, up to ``top_up`` more rounds
+    of half the examples run under the next seeds: the rare paths are random
+    draws, and one run can miss one.
     """
     worlds: list[World] = []
-    coverage: dict[tuple[str, str], int] = {}
+    diverged: list[World] = []
+    coverage = Coverage()
     counted = {"steps": 0, "examples": 0, "rounds": 0}
 
     def keep(world: World) -> None:
         if worlds:  # fold the finished example's coverage in
             _fold(coverage, worlds[-1], counted)
+            if worlds[-1].divergence and not diverged:
+                diverged.append(worlds[-1])  # the first World that diverged: its log is the trace
         worlds[:] = [world]
         counted["examples"] += 1
         if progress and counted["examples"] % 10 == 0:
@@ -79,11 +100,12 @@ def run_campaign(factory: Callable[[], tuple[Provider, Provider]], cfg: Config, 
 
     machine = make_machine(factory, cfg, keep)
     db = DirectoryBasedExampleDatabase(str(CACHE_DIR / "hypothesis")) if use_database else None
-    phases = [p for p in Phase if shrink or p != Phase.shrink]
+    phases = [p for p in Phase if p not in (Phase.shrink, Phase.explain)]
 
     def one_round(round_seed: int | None, n: int) -> str | None:
         run_settings = settings(max_examples=n, stateful_step_count=steps, deadline=None, database=db,
-                                suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
+                                suppress_health_check=list(HealthCheck), print_blob=False, phases=phases,
+                                verbosity=Verbosity.quiet)
         counted["rounds"] += 1
         saved_seed = hypothesis.core.global_force_seed
         hypothesis.core.global_force_seed = round_seed
@@ -96,10 +118,11 @@ def run_campaign(factory: Callable[[], tuple[Provider, Provider]], cfg: Config, 
             found = f"{type(exc).__name__}: {exc}".splitlines()[0]
         finally:
             hypothesis.core.global_force_seed = saved_seed
-        if worlds:  # the round's last example; kept only for a divergence's trace
+        if worlds:  # the round's last example
             _fold(coverage, worlds[-1], counted)
-            if found is None:
-                worlds.clear()
+            if worlds[-1].divergence and not diverged:
+                diverged.append(worlds[-1])
+            worlds.clear()
         return found
 
     start = time.perf_counter()
@@ -108,49 +131,25 @@ def run_campaign(factory: Callable[[], tuple[Provider, Provider]], cfg: Config, 
         if divergence or not targets or not uncovered(coverage, targets, skip=UNREACHABLE):
             break
         divergence = one_round(None if seed is None else seed + r, max(1, examples // 2))
-    trace = tuple(worlds[-1].log) if worlds and divergence else ()
+    found_at = time.perf_counter() - start
+    trace = tuple(diverged[0].log) if diverged and divergence else ()
+    if diverged and divergence:
+        divergence = diverged[0].divergence.splitlines()[0]
+    shrunk, shrink_s, minimal = trace, 0.0, False
+    if divergence and shrink and trace:
+        if progress:
+            progress(f"{name}: divergence after {found_at:.0f} s; shrinking its {len(trace)} steps")
+        result = shrink_trace(factory, cfg, list(trace), budget_s=shrink_budget_s)
+        if result is not None:
+            shrunk, divergence, shrink_s, minimal = result.steps, result.message.splitlines()[0], result.seconds, \
+                result.minimal
     return CampaignResult(name, counted["examples"], counted["steps"], time.perf_counter() - start, coverage,
-                          divergence, trace, counted["rounds"])
+                          divergence, shrunk, counted["rounds"], found_at, shrink_s, len(trace), minimal)
 
 
-def _fold(coverage: dict, world: World, counted: dict) -> None:
-    for key, n in world.coverage.items():
-        coverage[key] = coverage.get(key, 0) + n
+def _fold(coverage: Coverage, world: World, counted: dict) -> None:
+    coverage.add(world.coverage)
     counted["steps"] += len(world.log)
-
-
-def outcome_targets(cfg: Config) -> dict[str, set[str]]:
-    """Every (transition, result) the model can give for this provider's
-    capabilities (proved possible by z3 on the proofs' bounded sizes)."""
-    from sanspi.model.constants import wsa_name
-    from sanspi.proof.induction import PROOF_CONFIG
-    from sanspi.proof.outcomes import possible_outcomes
-
-    small = attrs.evolve(PROOF_CONFIG, has_cache=cfg.has_cache, has_rdma_read=cfg.has_rdma_read,
-                         max_startups=min(cfg.max_startups, 2))
-    return {name: {wsa_name(c) for c in codes} for name, codes in possible_outcomes(small).items()}
-
-
-#: Why a (transition, result) the model allows cannot be reached by this campaign.
-UNREACHABLE = {
-    ("startup_ex", "WSASYSNOTREADY"): "campaigns run on a provider whose device is up (START-02 is a model test)",
-    ("get_extension", "WSAEOPNOTSUPP"): "only for a provider without WSPRdmaRead or the cache callback",
-}
-
-
-def uncovered(coverage: dict[tuple[str, str], int], targets: dict[str, set[str]],
-              skip: Collection[tuple[str, str]] = ()) -> list[str]:
-    """The model's (transition, result) pairs the campaign never reached
-    (but those in ``skip``)."""
-    got: dict[str, set[str]] = {}
-    for name, status in coverage:
-        got.setdefault(name, set()).add(status.split(" ")[0])
-    missing = []
-    for name, results in targets.items():
-        for r in sorted(results - got.get(name, set())):
-            if (name, r) not in skip:
-                missing.append(f"{name} -> {r}")
-    return missing
 
 
 def replay(spec: str, cfg: Config, steps: list[tuple[str, dict]]) -> None:

@@ -116,9 +116,9 @@ def _two_host(args: argparse.Namespace, sizes: dict) -> int:
 
 def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | None = None) -> int:
     """The campaign; with ``link`` (two-host), host 1 is the agent's at its end."""
-    from sanspi.conform.campaign import (
-        TOP_UP_ROUNDS, UNREACHABLE, model_config, outcome_targets, run_campaign, uncovered,
-    )
+    from sanspi.conform.argtypes import check_argument_types
+    from sanspi.conform.campaign import TOP_UP_ROUNDS, campaign_targets, model_config, run_campaign
+    from sanspi.conform.coverage import UNREACHABLE, uncovered
     from sanspi.conform.providers import ProviderError, load_factory, probe, rxe_two_host
     from sanspi.conform.report import write
 
@@ -133,8 +133,11 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
     cfg = model_config(caps, pages=args.pages)
     print(f"conform: {name} ({args.provider}, {args.topology}), {sizes['examples']} examples of up to "
           f"{sizes['steps']} steps" + (f", seed {args.seed}" if args.seed is not None else ""))
-    targets = outcome_targets(cfg)
+    targets = campaign_targets(cfg)
     try:
+        types = check_argument_types(factory)
+        print(f"conform: arguments outside their type: {types[0]} calls, {len(types[1])} answered otherwise "
+              f"than the spec says")
         result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, progress=progress,
                               name=name, targets=targets, top_up=TOP_UP_ROUNDS)
     finally:
@@ -146,15 +149,15 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
         print(f"sanspi conform: the campaign stopped: {link.lost}", file=sys.stderr)
         return 1
     files = write(result, args.provider, cfg, targets, Path(args.out),
-                  {"profile": args.profile, **sizes, "seed": args.seed}, hosts)
+                  {"profile": args.profile, **sizes, "seed": args.seed}, hosts, types)
     print(Path(files[0]).read_text())
     print("written: " + ", ".join(str(f) for f in files))
-    if not result.ok:
+    if not result.ok or types[1]:
         return 1
     gaps = uncovered(result.coverage, targets, skip=UNREACHABLE)
     if args.require_coverage and gaps:
         shown = ", ".join(gaps[:4]) + (f" and {len(gaps) - 4} more (see the report)" if len(gaps) > 4 else "")
-        print(f"sanspi conform: {len(gaps)} outcome(s) the model allows were not reached: {shown}", file=sys.stderr)
+        print(f"sanspi conform: {len(gaps)} target(s) were not reached: {shown}", file=sys.stderr)
         return 1
     return 0
 

@@ -7,12 +7,13 @@ lockstep campaign must find a divergence for every one of them
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 import attrs
 
 from sanspi.impl import sim
-from sanspi.impl.interface import Capabilities, Ret
+from sanspi.impl.interface import Capabilities, RdmaRegistration, Ret
 from sanspi.impl.sim import (
     ACK, OK, REMOTE_READ, REMOTE_WRITE, Registration, SimNic, SimProvider, sim_pair,
 )
@@ -100,6 +101,43 @@ class OneByteMore(SimNic):
             if w is not None:
                 w.mr.put(addr + length, b"\xee")
         return reply
+
+
+class WritesNothing(SimNic):
+    """An RDMA write is acknowledged but its bytes are dropped (a NIC, or a
+    provider, that answers 0 and moves nothing)."""
+
+    def respond(self, qpn, packet):
+        import struct
+
+        _, rkey, addr, length = struct.unpack_from("<BIQI", packet)
+        w = self.windows.get(rkey) if packet[0] == sim.OP_WRITE else None
+        before = w.mr.bytes_at(addr, length) if w is not None else None
+        reply = super().respond(qpn, packet)
+        if before is not None:
+            w.mr.put(addr, before)
+        return reply
+
+
+class ContiguousFrames(sim.MemoryRegion):
+    """A region that assumes its pages are contiguous: bytes past the first
+    page are taken from (and put into) the first page's frame."""
+
+    def bytes_at(self, addr, length):
+        if addr < self.addr or addr + length > self.addr + self.length:
+            return None
+        frame, off, _ = self.segments[0]
+        start = off + addr - self.addr
+        return bytes((frame[start:] + bytes(length))[:length])
+
+    def put(self, addr, data):
+        if addr < self.addr or addr + len(data) > self.addr + self.length:
+            return False
+        frame, off, _ = self.segments[0]
+        start = off + addr - self.addr
+        n = min(len(data), len(frame) - start)
+        frame[start:start + n] = data[:n]
+        return True
 
 
 # --- provider bugs ------------------------------------------------------------------
@@ -204,6 +242,128 @@ def _version_unclamped(self, version, wsp_data=True, proc_table=True):
     return Ret(ret.status, version & 0xFFFF) if ret.status == OK else ret
 
 
+def _gather_reversed(self, s, buffers, target, offset):
+    """A write gathers its buffers last to first."""
+    if isinstance(buffers, list) and len(buffers) > 1:
+        buffers = buffers[::-1]
+    return SimProvider.rdma_write(self, s, buffers, target, offset)
+
+
+def _offset_truncated(self, s, buffers, target, offset, write=True):
+    """The offset is stored in 32 bits before use (a DWORD cast of a wider
+    value): 2**32 + k becomes k."""
+    return SimProvider._rdma(self, s, buffers, target, offset & 0xFFFFFFFF if isinstance(offset, int) else offset,
+                             write)
+
+
+def _signed_length(self, s, buf, length, flags):
+    """The length is kept in a signed 32-bit int: 2**31 and above read as
+    negative, refused as a bad length rather than as a bad range."""
+    if isinstance(length, int) and length >= 2**31 and self._socket_up(s) is not None and flags in (1, 2, 3):
+        return Ret(WSAEINVAL, None)
+    return SimProvider.register_memory(self, s, buf, length, flags)
+
+
+def _cache_hit_new_handle(self, s, buf, length, flags):
+    """A local cache hit hands out a new handle (CACHE-02 keeps it)."""
+    reg = self._find("local", s, buf, length, flags) if self._socket_up(s) is not None else None
+    ret = SimProvider.register_memory(self, s, buf, length, flags)
+    if reg is not None and ret.status == OK and reg.refs == 1:
+        reg.handle = next(self._handles)
+        return Ret(OK, reg.handle)
+    return ret
+
+
+def _reexposed_same_descriptor(self, s, buf, length, flags, descriptor_length):
+    """Re-exposing a cached RDMA buffer hands back its old descriptor bytes
+    (the window re-bound under the old key)."""
+    reg = self._find("rdma", s, buf, length, flags) if self._socket_up(s) is not None else None
+    old = reg.handle if reg is not None and reg.refs == 0 else None
+    ret = SimProvider.register_rdma_memory(self, s, buf, length, flags, descriptor_length)
+    if old is not None and ret.status == OK:
+        w = reg.window
+        self.nic.windows.pop(w.rkey, None)
+        w.rkey = sim.decode_descriptor(old)[2]
+        self.nic.windows[w.rkey] = w
+        reg.handle = old
+        return Ret(OK, RdmaRegistration(old, sim.DESC_SIZE))
+    return ret
+
+
+class _SmallestFree:
+    """Handles as the smallest value no registration in the table holds."""
+
+    def __init__(self, provider: SimProvider):
+        self.provider = provider
+
+    def __next__(self):
+        taken = {r.handle for r in self.provider.table if r.kind == "local"}
+        return next(h for h in itertools.count(0x1000) if h not in taken)
+
+
+class HandlesReused(SimProvider):
+    """A released handle value is issued again (REG-07 forbids it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._handles = _SmallestFree(self)
+
+
+def _versions_by_major(self, version, wsp_data=True, proc_table=True):
+    """Startup compares only the major version: 2.0 and 2.1 are accepted."""
+    if isinstance(version, int) and version & 0xFF == 2 and (version >> 8) < 2:
+        version = 0x0202
+    return SimProvider.startup_ex(self, version, wsp_data, proc_table)
+
+
+def _count_unchecked(self, s, buffers, need):
+    """Up to one buffer more than max_sge is accepted."""
+    saved = self.capabilities
+    try:
+        self.capabilities = attrs.evolve(saved, max_sge=saved.max_sge + 1)
+        return SimProvider._local(self, s, buffers, need)
+    finally:
+        self.capabilities = saved
+
+
+def _read_counts_nothing(self, s, buffers, target, offset):
+    """A read moves the bytes but reports no byte count (None)."""
+    ret = SimProvider.rdma_read(self, s, buffers, target, offset)
+    return Ret(ret.status, None) if ret.status == OK else ret
+
+
+def _descriptor_padding_unchecked(raw):
+    """Only the fields and their check are read: the padding after them, and
+    any bytes past 32, may be anything."""
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) < sim.DESC_SIZE:
+        return None
+    raw = bytes(raw[:sim.DESC.size + 4]) + bytes(sim.DESC_SIZE - sim.DESC.size - 4)
+    return _decode(raw)
+
+
+_decode = sim.decode_descriptor
+
+
+class PaddingBlindProvider(SimProvider):
+    def _rdma(self, s, buffers, target, offset, write):
+        saved = sim.decode_descriptor
+        sim.decode_descriptor = _descriptor_padding_unchecked
+        try:
+            return SimProvider._rdma(self, s, buffers, target, offset, write)
+        finally:
+            sim.decode_descriptor = saved
+
+
+class ContiguousProvider(SimProvider):
+    def register_memory(self, s, buf, length, flags):
+        ret = SimProvider.register_memory(self, s, buf, length, flags)
+        for reg in self.table:
+            if reg.kind == "local" and type(reg.mr) is sim.MemoryRegion:
+                mr = reg.mr
+                reg.mr = ContiguousFrames(mr.addr, mr.length, mr.access, mr.segments)
+        return ret
+
+
 def _read_ignores_offset(self, s, buffers, target, offset):
     return SimProvider.rdma_read(self, s, buffers, target, 0)
 
@@ -262,6 +422,29 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("handle-on-any-socket", "REG-06", "a handle is accepted on every socket", provider(_live=_any_socket)),
     Mutant("cache-keyed-by-address", "CACHE-02", "a cache hit ignores length and flags",
            provider(_find=_stale_cache_by_address)),
+    Mutant("write-moves-nothing", "RDMA-06", "an RDMA write answers 0 with the byte count but moves nothing",
+           provider(WritesNothing)),
+    Mutant("gather-reversed", "RDMA-06", "a write of several buffers gathers them last to first",
+           provider(rdma_write=_gather_reversed)),
+    Mutant("offset-truncated-to-32-bits", "RDMA-05", "the target offset is cut to 32 bits: 2**32 + k reaches k",
+           provider(_rdma=_offset_truncated)),
+    Mutant("length-signed-32", "REG-04", "a length of 2**31 or more is read as negative: WSAEINVAL for WSAEFAULT",
+           provider(register_memory=_signed_length)),
+    Mutant("pages-assumed-contiguous", "RDMA-06", "a local buffer crossing a page is gathered from the first page",
+           ContiguousProvider),
+    Mutant("cache-hit-new-handle", "CACHE-02", "a local cache hit hands out a new handle",
+           provider(register_memory=_cache_hit_new_handle)),
+    Mutant("reexposed-with-old-descriptor", "CACHE-03", "re-exposing a cached RDMA buffer reuses its old descriptor",
+           provider(register_rdma_memory=_reexposed_same_descriptor)),
+    Mutant("handles-reused", "REG-07", "a released handle value is issued again", HandlesReused),
+    Mutant("minor-version-ignored", "START-05", "startup accepts 2.0 and 2.1 (only the major is compared)",
+           provider(startup_ex=_versions_by_major)),
+    Mutant("buffer-count-unchecked", "RDMA-03", "one buffer more than max_sge is accepted",
+           provider(_local=_count_unchecked)),
+    Mutant("read-reports-no-count", "RDMA-07", "a read moves the bytes but hands back None for the byte count",
+           provider(rdma_read=_read_counts_nothing)),
+    Mutant("descriptor-padding-unchecked", "RREG-02", "bytes after the descriptor's check field are ignored: a "
+           "descriptor forged there, or made longer, still works", PaddingBlindProvider),
 )
 
 BY_NAME = {m.name: m for m in MUTANTS}

@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from sanspi.conform.agent import AgentLink
 
 
-#: The software provider as campaigns run it: a small registration table, so
-#: that a short campaign reaches a full table (REG-09) and a full cache.
-SIM_CAPABILITIES = Capabilities(slots=4)
+#: The software provider as campaigns run it: the default capabilities (the
+#: directed rule ``fill_the_table`` reaches a full table of any size, REG-09).
+SIM_CAPABILITIES = Capabilities()
 
 
 class ProviderError(Exception):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import attrs
 
-from sanspi.conform.campaign import UNREACHABLE, CampaignResult, uncovered
+from sanspi.conform.campaign import CampaignResult
+from sanspi.conform.coverage import UNREACHABLE, outcome_label, uncovered
 from sanspi.model.state import Config
 
 
@@ -27,10 +28,17 @@ def environment() -> dict[str, str]:
 
 def pytest_file(result: CampaignResult, spec: str, cfg: Config) -> str:
     steps = ",\n".join(f"    ({s.name!r}, {s.args!r})" for s in result.trace)
+    said = "\n".join(f"    {i + 1}. {s}" for i, s in enumerate(result.trace))
     cfg_args = ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in attrs.fields(Config))
-    return f'''"""A divergence sanspi conform found in provider {spec!r}, shrunk by Hypothesis:
+    return f'''"""A divergence sanspi conform found in provider {spec!r}, shrunk to
+{len(result.trace)} steps (no single step can go and keep it):
 
     {result.divergence}
+
+The trace, with what the provider answered and the clause behind each
+outcome:
+
+{said}
 
 Run it with: python -m pytest {{this file}}
 """
@@ -51,26 +59,41 @@ def test_divergence():
 '''
 
 
-def write(result: CampaignResult, spec: str, cfg: Config, targets: dict[str, set[str]], out: Path,
-          settings: dict, hosts: dict[str, str] | None = None) -> list[Path]:
+def _table(rows: list[tuple[str, int]]) -> list[str]:
+    return ["| reached | count |", "|---|---|"] + [f"| {k} | {n} |" for k, n in rows]
+
+
+def write(result: CampaignResult, spec: str, cfg: Config, targets: set[str], out: Path,
+          settings: dict, hosts: dict[str, str] | None = None,
+          types: tuple[int, list[str]] | None = None) -> list[Path]:
     """``hosts`` overrides entries of ``environment()``: a two-host run names
-    both guests' kernel and device."""
+    both guests' kernel and device. ``types`` is what the check of
+    arguments outside their type found (conform/argtypes.py)."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**environment(), **(hosts or {})}
     missing = uncovered(result.coverage, targets)
-    explained = {f"{n} -> {r}": why for (n, r), why in UNREACHABLE.items()}
-    unexplained = [m for m in missing if m not in explained]
+    unexplained = [m for m in missing if m not in UNREACHABLE]
     rate = result.steps / result.seconds if result.seconds else 0.0
+    outcomes = sorted((outcome_label(o), n) for o, n in result.coverage.outcomes.items())
+    behaviour = sorted(result.coverage.behaviour.items())
     written = []
     data = {
         "provider": spec, "name": result.provider, **env, **settings,
         "examples_run": result.examples, "steps_run": result.steps, "rounds": result.rounds,
         "seconds": round(result.seconds, 2),
         "steps_per_second": round(rate, 1),
-        "coverage": [{"transition": n, "result": r, "count": c} for (n, r), c in sorted(result.coverage.items())],
-        "not_reached": [{"outcome": m, "why": explained.get(m, "")} for m in missing],
+        "targets": len(targets),
+        "outcomes": [{"outcome": k, "count": n} for k, n in outcomes],
+        "behaviour": [{"class": k, "count": n} for k, n in behaviour],
+        "not_reached": [{"target": m, "why": UNREACHABLE.get(m, "")} for m in missing],
         "divergence": result.divergence,
-        "trace": [{"step": s.name, "args": repr(s.args), "status": s.status} for s in result.trace],
+        "argument_types": {"calls": types[0], "differences": types[1]} if types else None,
+        "find_seconds": round(result.find_seconds, 2),
+        "shrink_seconds": round(result.shrink_seconds, 2),
+        "found_steps": result.found_steps,
+        "minimal": result.minimal,
+        "trace": [{"step": s.name, "args": repr(s.args), "status": s.status, "why": s.why, "issued": s.issued}
+                  for s in result.trace],
     }
     (out / "conform.json").write_text(json.dumps(data, indent=1))
     written.append(out / "conform.json")
@@ -80,21 +103,33 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: dict[str, set
              f"- examples {result.examples}, steps {result.steps}, {result.seconds:.1f} s "
              f"({rate:.0f} steps/s); settings {settings}"
              + (f"; {result.rounds - 1} top-up round(s) for coverage" if result.rounds > 1 else ""),
-             "- coverage: " + (f"{len(unexplained)} outcome(s) the model allows were not reached" if unexplained
-                               else "every outcome the model allows was reached, or is explained below"),
-             f"- result: {'no divergence' if result.ok else 'DIVERGENCE: ' + str(result.divergence)}", "",
-             "## Transition x outcome coverage", "", "| transition | result | count |", "|---|---|---|"]
-    lines += [f"| {n} | {r} | {c} |" for (n, r), c in sorted(result.coverage.items())]
-    lines += ["", "## Outcomes the model allows that were not reached", ""]
-    lines += [f"- {m}" + (f": {explained[m]}" if m in explained else "") for m in missing] or ["- none"]
+             f"- coverage: {len(targets) - len(missing)} of {len(targets)} targets reached "
+             f"({len(outcomes)} outcomes, {len(behaviour)} behaviour classes); "
+             + (f"{len(unexplained)} target(s) the campaign could reach were not reached" if unexplained
+                else "every target was reached, or is explained below"),
+             f"- result: {'no divergence' if result.ok else 'DIVERGENCE: ' + str(result.divergence)}"]
+    if types:
+        lines.append(f"- arguments outside their type: {types[0]} calls, "
+                     + ("every answer as the spec says" if not types[1] else
+                        f"{len(types[1])} DIFFERENT: " + "; ".join(types[1][:5])))
+    if not result.ok:
+        lines.append(f"- found after {result.find_seconds:.1f} s ({result.found_steps} steps), shrunk in "
+                     f"{result.shrink_seconds:.1f} s to {len(result.trace)} steps"
+                     + ("" if result.minimal else " (shrinking ran out of time: steps may remain that "
+                        "do not matter)"))
+    lines += ["", "## Outcomes (transition -> result [clause: the check that decided it])", ""]
+    lines += _table(outcomes)
+    lines += ["", "## Behaviour (what the provider was made to do)", ""]
+    lines += _table(behaviour)
+    lines += ["", "## Targets not reached", ""]
+    lines += [f"- {m}" + (f": {UNREACHABLE[m]}" if m in UNREACHABLE else "") for m in missing] or ["- none"]
     if not result.ok:
         test = out / f"test_divergence_{spec.replace(':', '_').replace('.', '_').replace('-', '_')}.py"
         test.write_text(pytest_file(result, spec, cfg))
         written.append(test)
         lines += ["", "## Divergence", "", f"{result.divergence}", "",
                   f"Shrunk trace ({len(result.trace)} steps), runnable as `python -m pytest {test}`:", "", "```"]
-        lines += [f"{i + 1}. {s.name}({', '.join(f'{k}={v!r}' for k, v in s.args.items())})"
-                  f"{'' if s.status is None else f' -> {s.status}'}" for i, s in enumerate(result.trace)]
+        lines += [f"{i + 1}. {s}" for i, s in enumerate(result.trace)]
         lines += ["```"]
     (out / "conform.md").write_text("\n".join(lines) + "\n")
     written.insert(0, out / "conform.md")

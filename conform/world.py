@@ -11,14 +11,15 @@ number its handles as it likes is still compared exactly.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any, Callable
 
 import attrs
 
+from sanspi.conform.coverage import Coverage, History, StepFacts, classify, outcome_key
 from sanspi.impl.interface import Provider, RdmaRegistration, Ret, WsaBufEx
+from sanspi.model import reasons as R
 from sanspi.model.constants import (
     FN_UNKNOWN, GUIDS, OK, POINTER_SIZE, WSAEINVAL, wsa_name,
 )
@@ -26,6 +27,14 @@ from sanspi.model.machine import Model, make_args
 from sanspi.model.ops import CONCRETE, pattern_byte
 from sanspi.model.state import Config
 from sanspi.model.transitions import Sge, Step, endpoint_status
+from sanspi.testing import ConnectError, connect
+
+#: "Nothing to compare": the value a call hands back is not constrained by
+#: the SPI (a deregistration, a posted receive) or not on this outcome (a
+#: failure, except where a clause says what it returns: RREG-03). Never
+#: ``None``: a provider answering ``None`` where the model predicts a value
+#: is a divergence.
+NOTHING = object()
 
 
 #: The steps after which a connection's state may have changed (SOCK-01,
@@ -39,15 +48,21 @@ class Ref:
 
     ``issued``: the value a provider returned for model id ``rid``;
     ``garbage``: a value no provider issued; ``forged``: an issued
-    descriptor with one byte changed at ``at``.
+    descriptor with byte ``at`` XORed with ``mask``; ``resized``: an issued
+    descriptor ``at`` bytes longer (negative: shorter; -10**6: empty).
     """
 
-    how: str  # "issued", "garbage", "forged"
+    how: str  # "issued", "garbage", "forged", "resized"
     rid: int = 0
     at: int = 0
+    mask: int = 1
 
     def __repr__(self) -> str:
-        return f"Ref({self.how!r}, {self.rid}" + (f", at={self.at})" if self.how == "forged" else ")")
+        if self.how == "forged":
+            return f"Ref('forged', {self.rid}, at={self.at}" + (f", mask={self.mask:#x})" if self.mask != 1 else ")")
+        if self.how == "resized":
+            return f"Ref('resized', {self.rid}, at={self.at})"
+        return f"Ref({self.how!r}, {self.rid})"
 
 
 class Divergence(AssertionError):
@@ -67,8 +82,13 @@ class Ids:
             return self.value_of[ref.rid]
         if ref.how == "forged" and isinstance(self.value_of.get(ref.rid), bytes):
             raw = bytearray(self.value_of[ref.rid])
-            raw[ref.at % len(raw)] ^= 0x01
+            raw[ref.at % len(raw)] ^= (ref.mask % 256) or 1
             return bytes(raw)
+        if ref.how == "resized" and isinstance(self.value_of.get(ref.rid), bytes):
+            raw = self.value_of[ref.rid]
+            if ref.at < 0:
+                return raw[:max(0, len(raw) + ref.at)]
+            return raw + bytes((0x5A + i) % 256 for i in range(ref.at))
         # garbage: nothing a provider is likely to issue
         return (b"\xa5" * 16 + ref.rid.to_bytes(8, "little")).ljust(32, b"\0") if descriptor else 0x5A5A_0000_0000 + ref.rid
 
@@ -87,6 +107,17 @@ class Logged:
     name: str
     args: dict
     status: int | None = None
+    why: str = ""  # the clause behind the outcome (model/reasons.py)
+    issued: int | None = None  # the model id a successful registration issued
+
+    def __str__(self) -> str:
+        call = f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"
+        if self.status is None:
+            return call
+        out = f"{call} -> {wsa_name(self.status)}"
+        if self.issued is not None:
+            out += f", issued id {self.issued}"
+        return out + (f"  [{self.why}]" if self.why else "")
 
 
 class TimedModel:
@@ -125,12 +156,14 @@ class World:
     model: Model = attrs.field(default=None)
     ids: Ids = attrs.field(factory=Ids)
     log: list[Logged] = attrs.field(factory=list)
-    coverage: dict[tuple[str, str], int] = attrs.field(factory=dict)
+    coverage: Coverage = attrs.field(factory=Coverage)
+    history: History = attrs.field(factory=History)
     functions: list[dict] = attrs.field(factory=lambda: [{}, {}])
     issued: dict[int, tuple[int, bool]] = attrs.field(factory=dict)  # model id -> (host, is descriptor)
     registered: list[tuple] = attrs.field(factory=list)  # (name, host, sock, addr, length, flags) that succeeded
     _checked: tuple | None = attrs.field(default=None, init=False, repr=False)  # (args, outcomes) of _require
     step_seconds: float = 0.0  # wall time inside step(), model and providers together
+    divergence: str | None = None  # set when a step diverged
 
     def __attrs_post_init__(self) -> None:
         if self.model is None:
@@ -142,6 +175,7 @@ class World:
         for p in self.providers:
             if p.memory.pages < self.cfg.pages or p.memory.page_size != self.cfg.page_size:
                 raise ValueError(f"{p.name}: its address space is smaller than the model's")
+        self.history.bases = tuple(p.memory.base for p in self.providers)
 
     # --- helpers ---------------------------------------------------------------
 
@@ -185,24 +219,32 @@ class World:
             raise RuntimeError(f"{name} is not enabled")
         self._checked = (margs, steps)
 
-    def _outcome(self, name: str, margs: Any, status: int, result: Any = None, what: str = "") -> Step:
-        """The model's outcome the provider's status selects; a divergence if none."""
+    def _outcome(self, name: str, margs: Any, status: int, result: Any = NOTHING, what: str = "") -> Step:
+        """The model's outcome the provider's status selects; a divergence if
+        none, or if the value handed back is not the model's (``result``;
+        NOTHING: not compared)."""
         checked, self._checked = self._checked, None
         # the same argument record (each is made for one transition) means _require's outcomes
         steps = checked[1] if checked and checked[0] is margs else self.model.outcomes(name, margs)
         if not steps:
             raise RuntimeError(f"{name} is not enabled: the generator broke a precondition")
         matching = [s for s in steps if s.status == status]
-        allowed = sorted({wsa_name(s.status) for s in steps})
         if not matching:
-            raise Divergence(f"{name}{what}: provider returned {wsa_name(status)}, the model allows "
-                             f"{' or '.join(allowed)}")
-        if result is not None and matching[0].result != result:
-            raise Divergence(f"{name}{what}: provider's result {result} differs from the model's "
-                             f"{matching[0].result}")
+            allowed = " or ".join(f"{wsa_name(s.status)}" + (f" ({R.describe(s.why)})" if s.status != OK else "")
+                                  for s in steps)
+            raise Divergence(f"{name}{what}: provider returned {wsa_name(status)}, the model allows {allowed}")
+        if result is not NOTHING and matching[0].result != result:
+            raise Divergence(f"{name}{what}: provider handed back {result!r}, the model's value is "
+                             f"{matching[0].result} ({R.describe(matching[0].why)})")
+        pre = self.model.state
         step = self.model.take(matching[0])
-        key = (name, wsa_name(status) if len(steps) == 1 else f"{wsa_name(status)} (of {len(steps)})")
-        self.coverage[key] = self.coverage.get(key, 0) + 1
+        self.coverage.outcomes[outcome_key(name, status, step.why)] += 1
+        facts = StepFacts(name, self.log[-1].args if self.log else {}, margs, pre, status, step.why, step.result,
+                          step.next)
+        self.coverage.behaviour.update(classify(self.cfg, facts, self.history))
+        self.history.note(self.cfg, facts)
+        if self.log:
+            self.log[-1].why = R.describe(step.why) if step.why else ""
         return step
 
     def compare_connections(self) -> None:
@@ -242,10 +284,12 @@ class World:
     def _handle_result(self, host: int, rid: int, value: Any, descriptor: bool) -> None:
         """A registration's value must be stable per model id, fresh per new id."""
         if descriptor:
-            if not isinstance(value, bytes):
-                raise Divergence(f"host {host}: descriptor is {type(value).__name__}, not bytes")
+            if not isinstance(value, bytes) or not value:
+                raise Divergence(f"host {host}: descriptor is {value!r}, not bytes")
             known = self.ids.desc_id.get(value)
         else:
+            if value is None or value == 0:  # WSPRegisterMemory returns NULL only on failure (REG-01)
+                raise Divergence(f"host {host}: registration {rid} succeeded with the NULL handle {value!r}")
             try:
                 known = self.ids.handle_id[host].get(value)
             except TypeError:
@@ -253,15 +297,17 @@ class World:
         if rid in self.ids.value_of and self.ids.value_of[rid] != value:
             raise Divergence(f"host {host}: registration {rid} came back as a different value "
                              f"(the model serves it from the cache or counts a reference)")
-        if known is not None and known != rid and self._live(known):
-            raise Divergence(f"host {host}: a new registration got the value of live registration {known}")
-        if descriptor and known is not None and known != rid:
-            # CACHE-03, RDEREG-02: a revoked descriptor never works again, so
-            # no later registration may be exposed under the same bytes
-            raise Divergence(f"host {host}: registration {rid} was exposed with the descriptor of revoked "
-                             f"registration {known}")
+        if known is not None and known != rid:
+            # REG-07: a handle or descriptor is never issued again; for a
+            # descriptor also CACHE-03, RDEREG-02: a revoked one never works
+            # again, so no later registration may be exposed under its bytes
+            state = "live" if self._live(known) else "released"
+            raise Divergence(f"host {host}: registration {rid} got the {'descriptor' if descriptor else 'handle'} "
+                             f"of {state} registration {known} (REG-07: never issued again)")
         self.ids.value_of[rid] = value
         self.issued[rid] = (host, descriptor)
+        if self.log:
+            self.log[-1].issued = rid
         if descriptor:
             self.ids.desc_id[value] = rid
         else:
@@ -287,35 +333,36 @@ class World:
             if name in CONNECTION_STEPS:
                 self.compare_connections()
             return step
+        except Divergence as exc:
+            self.divergence = str(exc)  # this World's log is the divergence's trace
+            raise
         finally:
             self.step_seconds += time.perf_counter() - start
 
     def _do_startup_ex(self, host, major, minor, data_ok=True, table_ok=True):
         margs = make_args("startup_ex", host=host, major=major, minor=minor, data_ok=data_ok, table_ok=table_ok)
         ret = self._call(self.providers[host].startup_ex, major | minor << 8, data_ok, table_ok)
-        return self._outcome("startup_ex", margs, ret.status, ret.value if ret.status == OK else None)
+        return self._outcome("startup_ex", margs, ret.status, ret.value if ret.status == OK else NOTHING,
+                             " (version word)")
 
     def _do_get_extension(self, host, fn, outlen=POINTER_SIZE):
         guid = GUIDS[fn].bytes_le if fn in GUIDS else uuid.UUID(int=0xBAD0 + fn % 2**16).bytes_le
         margs = make_args("get_extension", host=host, fn=fn if fn in GUIDS else FN_UNKNOWN, outlen=outlen)
         ret = self._call(self.providers[host].get_extension_function, guid, outlen)
+        step = self._outcome("get_extension", margs, ret.status)
         if ret.status == OK and not callable(ret.value):
-            raise Divergence(f"host {host}: lookup succeeded but handed back no function")
-        return self._outcome("get_extension", margs, ret.status)
+            raise Divergence(f"host {host}: lookup succeeded but handed back {ret.value!r}, not a function")
+        return step
 
     def _do_connect(self, conn):
         margs = make_args("connect", conn=conn)
         self._require("connect", margs)
-        token = self.providers[0].listen(conn)
-        accepted: list[Ret] = []
-        t = threading.Thread(target=lambda: accepted.append(self.providers[0].accept(conn)), daemon=True)
-        t.start()
-        ret = self._call(self.providers[1].connect, conn, token)
-        t.join(60)
-        if t.is_alive() or not accepted:
-            raise Divergence(f"connection {conn}: accept did not complete")
-        if ret.status != OK or accepted[0].status != OK:
-            raise Divergence(f"connection {conn}: connect {wsa_name(ret.status)}, accept {wsa_name(accepted[0].status)}")
+        try:
+            connect(*self.providers, conn)
+        except ConnectError as exc:
+            raise Divergence(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001  an exception out of listen/accept/connect is the finding
+            raise Divergence(f"connection {conn}: {type(exc).__name__}: {exc}") from exc
         return self._outcome("connect", margs, OK)
 
     def _do_close(self, conn):
@@ -370,12 +417,15 @@ class World:
         ret = self._call(self._fn(host, 2), sock, self.addr(host, addr), length, flags, desc_len)
         out = ret.value if isinstance(ret.value, RdmaRegistration) else RdmaRegistration(None, -1)
         step = self._outcome("register_rdma_memory", margs, ret.status)
-        if step.result and ret.status != OK and out.length != step.result:  # RREG-03: the size needed
-            raise Divergence(f"host {host}: descriptor block too small, provider says {out.length} bytes "
+        if step.why == R.RREG_BLOCK_TOO_SMALL and out.length != step.result:  # RREG-03: the size needed
+            raise Divergence(f"host {host}: descriptor block too small, provider says {out.length!r} bytes "
                              f"are needed, the model says {step.result}")
         if ret.status == OK:
-            if out.length != len(out.descriptor or b""):
-                raise Divergence(f"host {host}: descriptor length {out.length} but {len(out.descriptor or b'')} bytes")
+            stored = len(out.descriptor) if isinstance(out.descriptor, bytes) else None
+            if out.length != stored:
+                raise Divergence(f"host {host}: descriptor length {out.length!r} but {stored} bytes")
+            if stored > desc_len:
+                raise Divergence(f"host {host}: a {stored}-byte descriptor stored in a block of {desc_len} (RREG-03)")
             self._handle_result(host, step.result, out.descriptor, descriptor=True)
         return step
 
@@ -394,7 +444,7 @@ class World:
         margs = make_args(name, host=host, sock=sock, sges=msges, desc=self.ids.model_id(host, value, True),
                           offset=offset)
         ret = self._call(self._fn(host, fn), sock, bufs, value, offset)
-        return self._outcome(name, margs, ret.status, ret.value if ret.status == OK else None, " (bytes)")
+        return self._outcome(name, margs, ret.status, ret.value if ret.status == OK else NOTHING, " (bytes)")
 
     def _do_rdma_write(self, host, sock, sges, desc, offset):
         return self._rdma("rdma_write", 4, host, sock, sges, desc, offset)
@@ -413,7 +463,7 @@ class World:
         margs = make_args("send", host=host, sock=sock, sges=msges)
         self._require("send", margs)
         ret = self._call(self.providers[host].send, sock, bufs)
-        return self._outcome("send", margs, ret.status, ret.value if ret.status == OK else None, " (bytes)")
+        return self._outcome("send", margs, ret.status, ret.value if ret.status == OK else NOTHING, " (bytes)")
 
     def _do_recv_done(self, host, sock):
         margs = make_args("recv_done", host=host, sock=sock)

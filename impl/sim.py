@@ -224,9 +224,17 @@ class SimNic:
 # --- the provider ---------------------------------------------------------------
 
 
+def _is_int(x: Any) -> bool:
+    """An integer argument (spec/provider-interface.md, "Arguments outside
+    their type"): a bool, a float (even 1.0) or NaN is not one."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _guarded(fn):
-    """Bad argument types get WSAEINVAL, never an exception across the SPI.
-    (Values of the right type are checked where the spec says, in order.)"""
+    """No exception crosses the SPI: one that escapes the argument checks
+    below is answered WSAEINVAL, the code for arguments the provider cannot
+    use. Applied to the class's SPI methods after the class is made (not as
+    a decorator), so a mutation tool sees the methods themselves."""
     import functools
 
     @functools.wraps(fn)
@@ -279,12 +287,13 @@ class SimProvider:
 
     # --- startup and lookup ---------------------------------------------------
 
-    @_guarded
     def startup_ex(self, version: int, wsp_data: bool = True, proc_table: bool = True) -> Ret:
         if not self.ready:
             return Ret(WSASYSNOTREADY, 0)
         if not (wsp_data and proc_table):
             return Ret(WSAEFAULT, 0)
+        if not _is_int(version) or not 0 <= version <= 0xFFFF:
+            return Ret(WSAVERNOTSUPPORTED, 0)
         major, minor = version & 0xFF, (version >> 8) & 0xFF
         if (major, minor) < LOWEST_VERSION:
             return Ret(WSAVERNOTSUPPORTED, 0)
@@ -294,11 +303,10 @@ class SimProvider:
         agreed = min((major, minor), HIGHEST_VERSION)
         return Ret(OK, agreed[0] | agreed[1] << 8)
 
-    @_guarded
     def get_extension_function(self, guid: bytes, out_len: int = POINTER_SIZE) -> Ret:
-        if out_len < POINTER_SIZE:
+        if not _is_int(out_len) or out_len < POINTER_SIZE:
             return Ret(WSAEFAULT)
-        fn = function_index(guid)
+        fn = function_index(guid) if isinstance(guid, bytes) else FN_UNKNOWN
         if fn == FN_UNKNOWN:
             return Ret(WSAEINVAL)
         if (fn == FN_RDMA_READ and not self.capabilities.has_rdma_read) or (
@@ -339,7 +347,6 @@ class SimProvider:
         listener.peered.set()
         return Ret(OK)
 
-    @_guarded
     def close(self, s: int) -> Ret:
         sock = self.sockets.pop(s, None)
         if sock is None:
@@ -357,7 +364,7 @@ class SimProvider:
     # --- registration -----------------------------------------------------------
 
     def _socket_up(self, s: int) -> Socket | None:
-        sock = self.sockets.get(s)
+        sock = self.sockets.get(s) if _is_int(s) else None
         return sock if sock is not None and sock.connected and not sock.qp.error else None
 
     def _register(self, s: int, buf: int, length: int, flags: int) -> tuple[int, Any]:
@@ -365,11 +372,11 @@ class SimProvider:
         sock = self._socket_up(s)
         if sock is None:
             return WSAENOTCONN, None
-        if flags not in (MEM_READ, MEM_WRITE, MEM_READWRITE):
+        if not _is_int(flags) or flags not in (MEM_READ, MEM_WRITE, MEM_READWRITE):
             return WSAEINVAL, None
-        if length < 1:
+        if not _is_int(length) or length < 1:
             return WSAEINVAL, None
-        segments = self.memory.segments(buf, length)
+        segments = self.memory.segments(buf, length) if _is_int(buf) else None
         if segments is None:
             return WSAEFAULT, None
         return OK, (sock, segments)
@@ -380,7 +387,6 @@ class SimProvider:
                 return reg
         return None
 
-    @_guarded
     def register_memory(self, s: int, buf: int, length: int, flags: int) -> Ret:
         status, found = self._register(s, buf, length, flags)
         if status:
@@ -398,12 +404,11 @@ class SimProvider:
         self.table.append(reg)
         return Ret(OK, reg.handle)
 
-    @_guarded
     def register_rdma_memory(self, s: int, buf: int, length: int, flags: int, descriptor_length: int) -> Ret:
         status, found = self._register(s, buf, length, flags)
         if status:
             return Ret(status, RdmaRegistration(None, descriptor_length))
-        if descriptor_length < DESC_SIZE:
+        if not _is_int(descriptor_length) or descriptor_length < DESC_SIZE:
             return Ret(WSAEFAULT, RdmaRegistration(None, DESC_SIZE))
         sock, segments = found
         reg = self._find("rdma", s, buf, length, flags)
@@ -424,7 +429,8 @@ class SimProvider:
 
     def _live(self, kind: str, s: int, handle: Any) -> Registration | None:
         for reg in self.table:
-            if reg.kind == kind and reg.sock == s and reg.refs > 0 and reg.handle == handle:
+            if reg.kind == kind and reg.sock == s and reg.refs > 0 and type(handle) is type(reg.handle) \
+                    and reg.handle == handle:
                 return reg
         return None
 
@@ -442,7 +448,6 @@ class SimProvider:
             self.nic.invalidate(reg.window)
         self.table.remove(reg)
 
-    @_guarded
     def deregister_memory(self, s: int, handle: Any) -> Ret:
         reg = self._live("local", s, handle)
         if reg is None:
@@ -453,7 +458,6 @@ class SimProvider:
         self._drop(reg)
         return Ret(OK)
 
-    @_guarded
     def deregister_rdma_memory(self, s: int, descriptor: bytes) -> Ret:
         reg = self._live("rdma", s, descriptor)
         if reg is None:
@@ -461,8 +465,10 @@ class SimProvider:
         self._drop(reg)
         return Ret(OK)
 
-    @_guarded
     def cache_callback(self, addr: int, size: int) -> Ret:
+        if not (_is_int(addr) and _is_int(size)):
+            return Ret(WSAEINVAL)
+
         def overlaps(reg: Registration) -> bool:
             return size > 0 and reg.addr < addr + size and addr < reg.addr + reg.length
 
@@ -478,7 +484,7 @@ class SimProvider:
     # --- transfers --------------------------------------------------------------
 
     def _transfer_socket(self, s: int) -> tuple[int, Socket | None]:
-        sock = self.sockets.get(s)
+        sock = self.sockets.get(s) if _is_int(s) else None
         if sock is None or not sock.connected:
             return WSAENOTCONN, None
         if sock.qp.error:
@@ -487,14 +493,15 @@ class SimProvider:
 
     def _local(self, s: int, buffers: list[WsaBufEx], need: int) -> tuple[int, list]:
         """Check each buffer in order; (status, [(region, addr, length)])."""
-        if not 1 <= len(buffers) <= self.capabilities.max_sge:
+        if not isinstance(buffers, (list, tuple)) or not 1 <= len(buffers) <= self.capabilities.max_sge:
             return WSAEINVAL, []
         out = []
         for b in buffers:
-            reg = self._live("local", s, b.handle)
-            if reg is None or b.len < 1:
+            reg = self._live("local", s, b[2]) if isinstance(b, tuple) and len(b) == 3 else None
+            if reg is None or not _is_int(b[0]) or b[0] < 1:
                 return WSAEINVAL, []
-            if b.buf < reg.addr or b.buf + b.len > reg.addr + reg.length:
+            b = WsaBufEx(*b)
+            if not _is_int(b.buf) or b.buf < reg.addr or b.buf + b.len > reg.addr + reg.length:
                 return WSAEFAULT, []
             if not reg.flags & need:
                 return WSAEINVAL, []
@@ -510,7 +517,7 @@ class SimProvider:
             return Ret(status, 0)
         total = sum(n for _, _, n in local)
         parsed = decode_descriptor(target)
-        if parsed is None or offset < 0 or offset + total > parsed[1]:
+        if parsed is None or not _is_int(offset) or offset < 0 or offset + total > parsed[1]:
             return Ret(WSAEINVAL, 0)  # refused before anything is posted (RDMA-08)
         addr, _, rkey = parsed
         # One work request gathers (or scatters) every buffer, so the
@@ -526,15 +533,12 @@ class SimProvider:
                 at += n
         return Ret(OK, total) if ok else Ret(WSAECONNRESET, 0)
 
-    @_guarded
     def rdma_write(self, s: int, buffers: list[WsaBufEx], target: bytes, offset: int) -> Ret:
         return self._rdma(s, buffers, target, offset, write=True)
 
-    @_guarded
     def rdma_read(self, s: int, buffers: list[WsaBufEx], target: bytes, offset: int) -> Ret:
         return self._rdma(s, buffers, target, offset, write=False)
 
-    @_guarded
     def send(self, s: int, buffers: list[WsaBufEx]) -> Ret:
         status, sock = self._transfer_socket(s)
         if status:
@@ -546,18 +550,16 @@ class SimProvider:
         ok, _ = self.nic.post(sock.qp, OP_SEND, 0, 0, payload)
         return Ret(OK, len(payload)) if ok else Ret(WSAECONNRESET, 0)
 
-    @_guarded
     def recv(self, s: int, buffer: WsaBufEx) -> Ret:
         status, sock = self._transfer_socket(s)
         if status:
             return Ret(status)
-        status, local = self._local(s, [buffer], MEM_WRITE)
+        status, local = self._local(s, [buffer] if isinstance(buffer, tuple) else buffer, MEM_WRITE)
         if status:
             return Ret(status)
         sock.qp.recv, sock.recv_handle = local[0], buffer.handle
         return Ret(WSA_IO_PENDING)
 
-    @_guarded
     def recv_done(self, s: int) -> Ret:
         sock = self.sockets.get(s)
         if sock is None or sock.qp.recv_done is None:
@@ -573,3 +575,10 @@ def sim_pair(capabilities: Capabilities | None = None, pages: int = 8, page_size
     fabric = SimFabric()
     return tuple(cls(fabric, capabilities, SimMemory(pages, page_size, base=0x7F3A_0000_0000 + h * 2**32), ready)
                  for h in (0, 1))
+
+
+#: The SPI entry points: no exception crosses them (``_guarded``).
+for _name in ("startup_ex", "get_extension_function", "close", "register_memory", "register_rdma_memory",
+              "deregister_memory", "deregister_rdma_memory", "cache_callback", "rdma_write", "rdma_read", "send",
+              "recv", "recv_done"):
+    setattr(SimProvider, _name, _guarded(getattr(SimProvider, _name)))

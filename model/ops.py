@@ -46,6 +46,15 @@ def first(ops: Ops, cases: Sequence[tuple[Any, Any]], default: Any) -> Any:
     return result
 
 
+def decide(ops: Ops, checks: Sequence[tuple[Any, Any, Any]], ok: Any, ok_why: Any) -> tuple[Any, Any]:
+    """(status, why) of a function's ordered checks ``(condition, code,
+    reason)``: the first failing check gives both; if none fails, ``ok`` and
+    ``ok_why`` (model/reasons.py)."""
+    status = first(ops, [(c, code) for c, code, _ in checks], ok)
+    why = first(ops, [(c, reason) for c, _, reason in checks], ok_why)
+    return status, why
+
+
 def pattern_byte(seed: int, i: int) -> int:
     """Byte i of the application's fill pattern with ``seed`` (MEM-03).
 

@@ -21,6 +21,10 @@ from sanspi.model.state import Config, Endpoint, State, init_state
 from sanspi.model.transitions import TRANSITIONS, Sge
 
 FORMAT = "sanspi-trace/1"
+#: A replay holds each host's memory as bytes: sizes past these are refused
+#: as not a trace sanspi wrote (the proofs use kilobytes, campaigns 32 KiB).
+MAX_MEMSIZE = 1 << 26
+MAX_COUNT = 1 << 12
 
 
 @attrs.frozen
@@ -183,6 +187,11 @@ def loads(text: str) -> Trace:
         cfg = Config(**_checked(Config, dict(data["config"]), "config"))
         if min(cfg.pages, cfg.page_size, cfg.slots, cfg.sockets, cfg.max_sge) < 1:
             raise TraceError("malformed trace: config sizes must be positive")
+        if cfg.memsize > MAX_MEMSIZE or max(cfg.slots, cfg.sockets, cfg.max_sge, cfg.descriptor_size) > MAX_COUNT:
+            raise TraceError(f"malformed trace: config sizes beyond what a replay holds ({cfg.pages} pages of "
+                             f"{cfg.page_size} bytes, at most {MAX_MEMSIZE} bytes; tables of at most {MAX_COUNT})")
+        if not isinstance(data["steps"], list):
+            raise TraceError("malformed trace: steps is not a list")
         steps = []
         for n, raw in enumerate(data["steps"], 1):
             name = raw["transition"]

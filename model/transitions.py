@@ -57,7 +57,8 @@ from sanspi.model.constants import (
     WSAVERNOTSUPPORTED,
     FN_UNKNOWN,
 )
-from sanspi.model.ops import Ops, first
+from sanspi.model import reasons as R
+from sanspi.model.ops import Ops, decide, first
 from sanspi.model.state import Config, Endpoint, Host, Slot, State, closed_endpoint, empty_slot
 
 
@@ -67,6 +68,7 @@ class Step:
     status: Any
     result: Any
     next: State
+    why: Any = R.NONE  # the reason code of the outcome (model/reasons.py)
 
 
 # --- arguments ---------------------------------------------------------------
@@ -275,26 +277,31 @@ def live_registration(ops: Ops, sl: Slot, kind: int, sock: Any, rid: Any) -> Any
     return ops.and_(live(ops, sl), sl.kind == kind, sl.sock == sock, sl.rid == rid)
 
 
-def endpoint_status(ops: Ops, ep: Endpoint) -> Any:
+def connection_checks(ops: Ops, ep: Endpoint) -> list:
     """CONN-02: what a data transfer call gets from the endpoint's state."""
-    return first(ops, [(ep.conn == CLOSED, WSAENOTCONN), (ep.conn == ERRORED, WSAECONNABORTED)], OK)
+    return [(ep.conn == CLOSED, WSAENOTCONN, R.NOT_CONNECTED), (ep.conn == ERRORED, WSAECONNABORTED, R.CONNECTION_FAILED)]
 
 
-def check_sges(ops: Ops, cfg: Config, host: Host, sock: Any, sges: tuple, need: int) -> Any:
-    """RDMA-03..05: the local buffers of a transfer, each checked in order."""
+def endpoint_status(ops: Ops, ep: Endpoint) -> Any:
+    """CONN-02: the status alone, for a check of the connection's state."""
+    return decide(ops, connection_checks(ops, ep), OK, R.NONE)[0]
+
+
+def sge_checks(ops: Ops, cfg: Config, host: Host, sock: Any, sges: tuple, need: int) -> list:
+    """RDMA-03, RDMA-04, ACC-03: the checks of a transfer's local buffers, in order."""
     if not 1 <= len(sges) <= cfg.max_sge:  # the count is the call's shape, never symbolic
-        return WSAEINVAL
+        return [(True, WSAEINVAL, R.BUFFER_COUNT)]
     cases = []
     for sge in sges:
         found, idx = find(ops, host.slots, lambda sl: live_registration(ops, sl, KIND_LOCAL, sock, sge.handle))
         reg = ops.select(host.slots, idx, empty_slot())
         cases += [
-            (ops.not_(found), WSAEINVAL),
-            (sge.length < 1, WSAEINVAL),
-            (ops.not_(contains(ops, reg.addr, reg.length, sge.addr, sge.length)), WSAEFAULT),
-            (ops.not_(grants(ops, reg.flags, need)), WSAEINVAL),
+            (ops.not_(found), WSAEINVAL, R.BUFFER_HANDLE),
+            (sge.length < 1, WSAEINVAL, R.BUFFER_EMPTY),
+            (ops.not_(contains(ops, reg.addr, reg.length, sge.addr, sge.length)), WSAEFAULT, R.BUFFER_OUTSIDE),
+            (ops.not_(grants(ops, reg.flags, need)), WSAEINVAL, R.BUFFER_ACCESS),
         ]
-    return first(ops, cases, OK)
+    return cases
 
 
 def total_length(sges: tuple) -> Any:
@@ -332,16 +339,16 @@ def startup_ex(cfg: Config, s: State, a: StartupArgs, ops: Ops) -> Step:
     host = get_host(ops, s, a.host)
     lo, hi = cfg.lowest_version, cfg.highest_version
     below = ops.or_(a.major < lo[0], ops.and_(a.major == lo[0], a.minor < lo[1]))
-    above = ops.or_(a.major > hi[0], ops.and_(a.major == hi[0], a.minor >= hi[1]))
-    status = first(
+    above = ops.or_(a.major > hi[0], ops.and_(a.major == hi[0], a.minor > hi[1]))
+    status, why = decide(
         ops,
         [
-            (ops.not_(cfg.ready), WSASYSNOTREADY),
-            (ops.not_(ops.and_(a.data_ok, a.table_ok)), WSAEFAULT),
-            (below, WSAVERNOTSUPPORTED),
-            (host.startups >= cfg.max_startups, WSAEPROCLIM),
+            (ops.not_(cfg.ready), WSASYSNOTREADY, R.NOT_READY),
+            (ops.not_(ops.and_(a.data_ok, a.table_ok)), WSAEFAULT, R.BAD_POINTER),
+            (below, WSAVERNOTSUPPORTED, R.VERSION_LOW),
+            (host.startups >= cfg.max_startups, WSAEPROCLIM, R.TOO_MANY_STARTUPS),
         ],
-        OK,
+        OK, ops.ite(above, R.STARTED_CAPPED, R.STARTED),
     )
     ok = status == OK
     word = ops.ite(above, hi[0] + 256 * hi[1], a.major + 256 * a.minor)
@@ -349,7 +356,7 @@ def startup_ex(cfg: Config, s: State, a: StartupArgs, ops: Ops) -> Step:
     enabled = ops.and_(
         valid_host(ops, a.host), a.major >= 0, a.major <= 255, a.minor >= 0, a.minor <= 255
     )
-    return Step(enabled, status, ops.ite(ok, word, 0), ops.ite(ok, started, s))
+    return Step(enabled, status, ops.ite(ok, word, 0), ops.ite(ok, started, s), why)
 
 
 def get_extension(cfg: Config, s: State, a: LookupArgs, ops: Ops) -> Step:
@@ -359,17 +366,17 @@ def get_extension(cfg: Config, s: State, a: LookupArgs, ops: Ops) -> Step:
         ops.and_(a.fn == FN_RDMA_READ, ops.not_(cfg.has_rdma_read)),
         ops.and_(a.fn == FN_CACHE_CALLBACK, ops.not_(cfg.has_cache)),
     )
-    status = first(
+    status, why = decide(
         ops,
         [
-            (a.outlen < POINTER_SIZE, WSAEFAULT),
-            (ops.or_(a.fn < FN_REGISTER_MEMORY, a.fn >= FN_UNKNOWN), WSAEINVAL),
-            (unsupported, WSAEOPNOTSUPP),
+            (a.outlen < POINTER_SIZE, WSAEFAULT, R.OUT_TOO_SMALL),
+            (ops.or_(a.fn < FN_REGISTER_MEMORY, a.fn >= FN_UNKNOWN), WSAEINVAL, R.UNKNOWN_GUID),
+            (unsupported, WSAEOPNOTSUPP, R.UNSUPPORTED),
         ],
-        OK,
+        OK, R.FOUND,
     )
     enabled = ops.and_(valid_host(ops, a.host), host.startups > 0)
-    return Step(enabled, status, ops.ite(status == OK, a.fn, 0), s)
+    return Step(enabled, status, ops.ite(status == OK, a.fn, 0), s, why)
 
 
 # --- connections (environment: the switch connects and closes sockets) -------
@@ -438,7 +445,8 @@ def free(cfg: Config, s: State, a: PagesArgs, ops: Ops) -> Step:
     mapped = tuple(ops.and_(ops.not_(inside[p]), host.mapped[p]) for p in range(cfg.pages))
     nxt = put_host(ops, after, a.host, attrs.evolve(host, mapped=mapped))
     status = released.status if cfg.has_cache else OK
-    return Step(ops.and_(bounds, all_mapped, none_live), status, 0, nxt)
+    why = released.why if cfg.has_cache else R.NONE
+    return Step(ops.and_(bounds, all_mapped, none_live), status, 0, nxt, why)
 
 
 def app_write(cfg: Config, s: State, a: FillArgs, ops: Ops) -> Step:
@@ -468,16 +476,21 @@ def _register(cfg: Config, s: State, a: Any, ops: Ops, kind: int, desc_len: Any)
     cached_found, cached_idx = find(ops, host.slots, lambda sl: ops.and_(same_key(sl), sl.refs == 0))
     free_found, free_idx = find(ops, host.slots, lambda sl: ops.not_(sl.used))
     range_ok = range_mapped(ops, cfg, host, a.addr, a.length)
+    rdma = kind == KIND_RDMA
     checks = [
-        (ep.conn != CONNECTED, WSAENOTCONN),
-        (ops.not_(valid_flags(ops, a.flags)), WSAEINVAL),
-        (a.length < 1, WSAEINVAL),
-        (ops.not_(range_ok), WSAEFAULT),
+        (ep.conn != CONNECTED, WSAENOTCONN, R.RREG_NOT_CONNECTED if rdma else R.REG_NOT_CONNECTED),
+        (ops.not_(valid_flags(ops, a.flags)), WSAEINVAL, R.RREG_BAD_FLAGS if rdma else R.REG_BAD_FLAGS),
+        (a.length < 1, WSAEINVAL, R.RREG_ZERO_LENGTH if rdma else R.REG_ZERO_LENGTH),
+        (ops.not_(range_ok), WSAEFAULT, R.RREG_BAD_RANGE if rdma else R.REG_BAD_RANGE),
     ]
-    if kind == KIND_RDMA:
-        checks.append((desc_len < cfg.descriptor_size, WSAEFAULT))
-    checks.append((ops.not_(ops.or_(live_found, cached_found, free_found)), WSAENOBUFS))
-    status = first(ops, checks, OK)
+    if rdma:
+        checks.append((desc_len < cfg.descriptor_size, WSAEFAULT, R.RREG_BLOCK_TOO_SMALL))
+    checks.append((ops.not_(ops.or_(live_found, cached_found, free_found)), WSAENOBUFS,
+                   R.RREG_TABLE_FULL if rdma else R.REG_TABLE_FULL))
+    path = ops.ite(live_found, R.RREG_REPEATED if rdma else R.REG_REPEATED,
+                   ops.ite(cached_found, R.RREG_REEXPOSED if rdma else R.REG_CACHE_HIT,
+                           R.RREG_NEW if rdma else R.REG_NEW))
+    status, why = decide(ops, checks, OK, path)
 
     idx = ops.ite(live_found, live_idx, ops.ite(cached_found, cached_idx, free_idx))
     old = ops.select(host.slots, idx, empty_slot())
@@ -496,7 +509,7 @@ def _register(cfg: Config, s: State, a: Any, ops: Ops, kind: int, desc_len: Any)
     result = ops.ite(ok, rid, 0)
     if kind == KIND_RDMA:  # RREG-03: a block too small is answered with the size needed
         result = ops.ite(ops.and_(status == WSAEFAULT, range_ok), cfg.descriptor_size, result)
-    return Step(valid_host(ops, a.host), status, result, ops.ite(ok, nxt, s))
+    return Step(valid_host(ops, a.host), status, result, ops.ite(ok, nxt, s), why)
 
 
 def register_memory(cfg: Config, s: State, a: RegisterArgs, ops: Ops) -> Step:
@@ -516,15 +529,19 @@ def _deregister(cfg: Config, s: State, a: DeregisterArgs, ops: Ops, kind: int) -
     in_use = False
     if kind == KIND_LOCAL:  # DEREG-03: a posted receive is using the buffer
         in_use = ops.and_(ep.recv == RECV_POSTED, ep.recv_handle == a.rid)
-    status = first(ops, [(ops.not_(found), WSAEINVAL), (in_use, WSAEINVAL)], OK)
+    rdma = kind == KIND_RDMA
     old = ops.select(host.slots, idx, empty_slot())
+    path = ops.ite(old.refs == 1, R.RDEREG_LAST if rdma else R.DEREG_LAST,
+                   R.RDEREG_DROPPED if rdma else R.DEREG_DROPPED)
+    status, why = decide(ops, [(ops.not_(found), WSAEINVAL, R.RDEREG_NOT_LIVE if rdma else R.DEREG_NOT_LIVE),
+                               (in_use, WSAEINVAL, R.DEREG_IN_USE)], OK, path)
     dropped = attrs.evolve(old, refs=old.refs - 1)
     # The last reference either leaves the registration cached (CACHE-02,
     # CACHE-03: no longer live, so its descriptor no longer works) or, for a
     # provider without a cache, releases it (DEREG-04).
     kept = ops.ite(ops.and_(dropped.refs == 0, ops.not_(cfg.has_cache)), empty_slot(), dropped)
     nxt = put_host(ops, s, a.host, attrs.evolve(host, slots=ops.update(host.slots, idx, kept)))
-    return Step(valid_host(ops, a.host), status, 0, ops.ite(status == OK, nxt, s))
+    return Step(valid_host(ops, a.host), status, 0, ops.ite(status == OK, nxt, s), why)
 
 
 def deregister_memory(cfg: Config, s: State, a: DeregisterArgs, ops: Ops) -> Step:
@@ -546,11 +563,12 @@ def cache_callback(cfg: Config, s: State, a: CallbackArgs, ops: Ops) -> Step:
 
     pinned_live = ops.or_(*[ops.and_(live(ops, sl), hits(sl)) for sl in host.slots])
     any_cached = ops.or_(*[ops.and_(cached(ops, sl), hits(sl)) for sl in host.slots])
-    status = first(ops, [(pinned_live, WSAEFAULT), (ops.not_(any_cached), WSAEINVAL)], OK)
+    status, why = decide(ops, [(pinned_live, WSAEFAULT, R.CALLBACK_LIVE),
+                               (ops.not_(any_cached), WSAEINVAL, R.CALLBACK_NOTHING)], OK, R.CALLBACK_RELEASED)
     slots = tuple(ops.ite(ops.and_(cached(ops, sl), hits(sl)), empty_slot(), sl) for sl in host.slots)
     nxt = put_host(ops, s, a.host, attrs.evolve(host, slots=slots))
     enabled = ops.and_(valid_host(ops, a.host), cfg.has_cache)
-    return Step(enabled, status, 0, ops.ite(status == OK, nxt, s))
+    return Step(enabled, status, 0, ops.ite(status == OK, nxt, s), why)
 
 
 # --- data transfer -----------------------------------------------------------
@@ -562,22 +580,20 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
     peer = get_host(ops, s, peer_id)
     ep = get_ep(ops, host, a.sock)
     # The local buffers are the write's source and the read's sink (ACC-03).
-    conn_status = endpoint_status(ops, ep)
-    local = ops.ite(
-        conn_status != OK, conn_status,
-        check_sges(ops, cfg, host, a.sock, a.sges, MEM_READ if write else MEM_WRITE),
-    )
+    local_checks = connection_checks(ops, ep) + sge_checks(ops, cfg, host, a.sock, a.sges,
+                                                           MEM_READ if write else MEM_WRITE)
+    local, _ = decide(ops, local_checks, OK, R.NONE)
     total = total_length(a.sges)
     found, idx = find(ops, peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
     target = ops.select(peer.slots, idx, empty_slot())
-    remote_ok = ops.and_(
-        found, within(ops, a.offset, total, target.length),
-        grants(ops, target.flags, MEM_WRITE if write else MEM_READ),
-    )
-    refused = ops.and_(local == OK, ops.not_(remote_ok))
-    status = ops.ite(
-        local != OK, local, ops.ite(remote_ok, OK, ops.ite(a.choice == 0, WSAEINVAL, WSAECONNRESET))
-    )
+    # RDMA-05, ACC-02: a refused target has the outcomes of RDMA-08
+    refusal = ops.ite(a.choice == 0, WSAEINVAL, WSAECONNRESET)
+    status, why = decide(ops, local_checks + [
+        (ops.not_(found), refusal, R.TARGET_UNKNOWN),
+        (ops.not_(within(ops, a.offset, total, target.length)), refusal, R.TARGET_RANGE),
+        (ops.not_(grants(ops, target.flags, MEM_WRITE if write else MEM_READ)), refusal, R.TARGET_ACCESS),
+    ], OK, R.WRITTEN if write else R.READ)
+    refused = ops.and_(local == OK, status != OK)
     # The bytes move, in buffer order, between the local buffers and the
     # target at offset (RDMA-06, RDMA-07).
     local_mem, peer_mem = host.mem, peer.mem
@@ -596,7 +612,7 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
         ops.or_(a.choice == 0, ops.and_(refused, a.choice == 1)),
         True if write else cfg.has_rdma_read,
     )
-    return Step(enabled, status, ops.ite(status == OK, total, 0), nxt)
+    return Step(enabled, status, ops.ite(status == OK, total, 0), nxt, why)
 
 
 def rdma_write(cfg: Config, s: State, a: RdmaArgs, ops: Ops) -> Step:
@@ -613,16 +629,12 @@ def post_recv(cfg: Config, s: State, a: RecvArgs, ops: Ops) -> Step:
     """WSPRecv: XFER-01, XFER-02 (one posted receive per endpoint)."""
     host = get_host(ops, s, a.host)
     ep = get_ep(ops, host, a.sock)
-    conn_status = endpoint_status(ops, ep)
-    local = ops.ite(
-        conn_status != OK, conn_status,
-        check_sges(ops, cfg, host, a.sock, (Sge(a.handle, a.addr, a.length),), MEM_WRITE),
-    )
-    status = ops.ite(local == OK, WSA_IO_PENDING, local)
+    status, why = decide(ops, connection_checks(ops, ep) + sge_checks(
+        ops, cfg, host, a.sock, (Sge(a.handle, a.addr, a.length),), MEM_WRITE), WSA_IO_PENDING, R.POSTED)
     posted = attrs.evolve(ep, recv=RECV_POSTED, recv_handle=a.handle, recv_addr=a.addr, recv_len=a.length)
     nxt = put_host(ops, s, a.host, put_ep(ops, host, a.sock, posted))
     enabled = ops.and_(valid_host(ops, a.host), ep.recv == RECV_IDLE)
-    return Step(enabled, status, 0, ops.ite(status == WSA_IO_PENDING, nxt, s))
+    return Step(enabled, status, 0, ops.ite(status == WSA_IO_PENDING, nxt, s), why)
 
 
 def send(cfg: Config, s: State, a: SendArgs, ops: Ops) -> Step:
@@ -632,11 +644,11 @@ def send(cfg: Config, s: State, a: SendArgs, ops: Ops) -> Step:
     peer = get_host(ops, s, peer_id)
     ep = get_ep(ops, host, a.sock)
     pep = get_ep(ops, peer, a.sock)
-    conn_status = endpoint_status(ops, ep)
-    local = ops.ite(conn_status != OK, conn_status, check_sges(ops, cfg, host, a.sock, a.sges, MEM_READ))
+    local_checks = connection_checks(ops, ep) + sge_checks(ops, cfg, host, a.sock, a.sges, MEM_READ)
+    local, _ = decide(ops, local_checks, OK, R.NONE)
     total = total_length(a.sges)
     fits = total <= pep.recv_len
-    status = ops.ite(local != OK, local, ops.ite(fits, OK, WSAECONNRESET))
+    status, why = decide(ops, local_checks + [(ops.not_(fits), WSAECONNRESET, R.SEND_TOO_LONG)], OK, R.DELIVERED)
     peer_mem, at = peer.mem, pep.recv_addr
     for sge in a.sges:
         peer_mem = ops.mem_copy(peer_mem, at, host.mem, sge.addr, sge.length)
@@ -647,7 +659,7 @@ def send(cfg: Config, s: State, a: SendArgs, ops: Ops) -> Step:
     # A send to a peer with no posted receive would wait (RNR): the switch
     # always posts receives first, so that step is never taken (XFER-03).
     enabled = ops.and_(valid_host(ops, a.host), ops.or_(local != OK, pep.recv == RECV_POSTED))
-    return Step(enabled, status, ops.ite(status == OK, total, 0), nxt)
+    return Step(enabled, status, ops.ite(status == OK, total, 0), nxt, why)
 
 
 def recv_done(cfg: Config, s: State, a: EndpointArgs, ops: Ops) -> Step:
@@ -656,7 +668,8 @@ def recv_done(cfg: Config, s: State, a: EndpointArgs, ops: Ops) -> Step:
     ep = get_ep(ops, host, a.sock)
     idle = attrs.evolve(ep, recv=RECV_IDLE, recv_status=0, recv_bytes=0)
     nxt = put_host(ops, s, a.host, put_ep(ops, host, a.sock, idle))
-    return Step(ops.and_(valid_host(ops, a.host), ep.recv == RECV_DONE), ep.recv_status, ep.recv_bytes, nxt)
+    why = ops.ite(ep.recv_status == OK, R.RECEIVED, R.FLUSHED)
+    return Step(ops.and_(valid_host(ops, a.host), ep.recv == RECV_DONE), ep.recv_status, ep.recv_bytes, nxt, why)
 
 
 # --- the table ---------------------------------------------------------------

@@ -157,6 +157,10 @@ def _self_test(args) -> int:
     return 1 if survivors else 0
 
 
+#: A trace file larger than this is refused before it is parsed.
+MAX_TRACE_BYTES = 64 << 20
+
+
 def run_replay(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
@@ -164,9 +168,16 @@ def run_replay(args: argparse.Namespace) -> int:
 
     path = Path(args.trace)
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_TRACE_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_TRACE_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_TRACE_BYTES >> 20} MiB, not a trace sanspi wrote")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}), not a trace") from None
     try:
         recorded = loads(text)
     except TraceError as exc:

@@ -17,6 +17,7 @@ import attrs
 
 import sanspi.model.invariants  # noqa: F401  bind the correct helpers before any patch
 import sanspi.model.transitions as T
+from sanspi.model import reasons as R
 from sanspi.model.constants import CLOSED, WSAENOTCONN
 from sanspi.model.ops import Ops
 
@@ -84,7 +85,7 @@ def _one_byte_more(fn):
 
 
 def _closed_only(ops, ep):
-    return T.first(ops, [(ep.conn == CLOSED, WSAENOTCONN)], 0)
+    return [(ep.conn == CLOSED, WSAENOTCONN, R.NOT_CONNECTED)]
 
 
 SEEDED_BUGS: tuple[SeededBug, ...] = (
@@ -104,7 +105,7 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
               patches={"callback_hits": lambda ops, sl, addr, size: ops.and_(
                   sl.length > 0, addr <= sl.addr, sl.addr + sl.length <= addr + size)}),
     SeededBug("error-state-ignored", "CONN-02", "transfers go on over a connection in the error state",
-              patches={"endpoint_status": _closed_only}),
+              patches={"connection_checks": _closed_only}),
     SeededBug("one-byte-too-many", "RDMA-06", "an RDMA write copies one byte more than asked",
               wraps={"rdma_write": _one_byte_more}),
     SeededBug("close-keeps-cache", "CACHE-06", "closing releases live registrations but keeps cached ones",

@@ -30,7 +30,7 @@ def pytest_addoption(parser):
 @pytest.fixture
 def sanspi_conformance(request, tmp_path):
     """A function: run the campaign on a provider factory; fail on a divergence."""
-    from sanspi.conform.campaign import PROFILES, model_config, outcome_targets, run_campaign
+    from sanspi.conform.campaign import PROFILES, campaign_targets, model_config, run_campaign
     from sanspi.conform.providers import probe
     from sanspi.conform.report import write
 
@@ -42,7 +42,7 @@ def sanspi_conformance(request, tmp_path):
         cfg = model_config(caps, pages=pages)
         result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], seed, use_database=False, name=name)
         if not result.ok:
-            files = write(result, name, cfg, outcome_targets(cfg), tmp_path, {**sizes, "seed": seed})
+            files = write(result, name, cfg, campaign_targets(cfg), tmp_path, {**sizes, "seed": seed})
             trace = "\n".join(f"  {i + 1}. {s.name}({s.args}) -> {s.status}" for i, s in enumerate(result.trace))
             pytest.fail(f"{name} diverges from the model: {result.divergence}\nshrunk trace:\n{trace}\n"
                         f"report: {files[0]}", pytrace=False)
