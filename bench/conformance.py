@@ -22,8 +22,8 @@ def throughput(provider: str, examples: int, steps: int, seed: int = 1, pages: i
     run measures what it says. A divergence is an error here: the figure
     of a provider that does not conform means nothing."""
     factory = load_factory(provider, pages)
-    caps, name = probe(factory)
-    cfg = model_config(caps, pages=pages)
+    probed = probe(factory)
+    cfg = model_config(probed.capabilities, pages=pages)
     worlds: list[World] = []
     machine = make_machine(factory, cfg, worlds.append)
     run_settings = settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
@@ -41,6 +41,6 @@ def throughput(provider: str, examples: int, steps: int, seed: int = 1, pages: i
     model_s = sum(w.model_seconds for w in worlds)
     if nsteps == 0 or step_s <= 0:
         raise RuntimeError(f"the campaign on {provider} ran no step")
-    return {"provider": provider, "name": name, "examples": len(worlds), "steps": nsteps, "seed": seed,
+    return {"provider": provider, "name": probed.name, "examples": len(worlds), "steps": nsteps, "seed": seed,
             "wall_s": wall, "step_s": step_s, "model_s": model_s,
             "steps_per_s": nsteps / wall, "model_share": model_s / step_s}

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import attrs
 
-from sanspi.impl.interface import Provider, RdmaRegistration, WsaBufEx
+from sanspi.impl.interface import Provider, ProviderFactory, RdmaRegistration, WsaBufEx
 from sanspi.spi import (
     OK, WSAECONNRESET, WSAEFAULT, WSAEINVAL, WSAENOTCONN, WSAVERNOTSUPPORTED, wsa_name,
 )
@@ -55,7 +55,7 @@ class Setup:
     descriptor: bytes
 
 
-def _setup(factory: Callable[[], tuple[Provider, Provider]]) -> Setup:
+def _setup(factory: ProviderFactory) -> Setup:
     p0, p1 = connected_pair(factory)
     for p in (p0, p1):
         p.memory.alloc(0, 1)
@@ -120,7 +120,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def check_argument_types(factory: Callable[[], tuple[Provider, Provider]], rules=RULES) -> tuple[int, list[str]]:
+def check_argument_types(factory: ProviderFactory, rules=RULES) -> tuple[int, list[str]]:
     """(calls made, what differed from the spec). Each call runs on a fresh
     connected pair, so one answer cannot spoil the next."""
     made, wrong = 0, []

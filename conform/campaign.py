@@ -25,7 +25,7 @@ from sanspi.conform.coverage import UNREACHABLE, Coverage, behaviour_targets, ou
 from sanspi.conform.machine import make_machine
 from sanspi.conform.shrink import shrink as shrink_trace
 from sanspi.conform.world import Divergence, Logged, World
-from sanspi.impl.interface import Capabilities, Provider
+from sanspi.impl.interface import Capabilities, ProviderFactory
 from sanspi.model.state import Config
 
 CACHE_DIR = Path(os.environ.get("SANSPI_CACHE", Path.home() / ".cache" / "sanspi"))
@@ -37,7 +37,7 @@ PROFILES = {"ci": dict(examples=200, steps=40), "long": dict(examples=5000, step
 TOP_UP_ROUNDS = 3
 
 
-def model_config(caps: Capabilities, pages: int = 4, page_size: int = 4096, sockets: int = 2) -> Config:
+def model_config(caps: Capabilities, pages: int = Config().pages, page_size: int = 4096, sockets: int = 2) -> Config:
     """The model's Config for a provider with these capabilities."""
     return Config(pages=pages, page_size=page_size, slots=caps.slots, sockets=sockets, max_sge=caps.max_sge,
                   has_rdma_read=caps.has_rdma_read, has_cache=caps.has_cache,
@@ -70,7 +70,7 @@ def campaign_targets(cfg: Config) -> set[str]:
     return outcome_targets(cfg) | behaviour_targets(cfg)
 
 
-def run_campaign(factory: Callable[[], tuple[Provider, Provider]], cfg: Config, examples: int = 60,
+def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
                  steps: int = 40, seed: int | None = None, use_database: bool = True,
                  progress: Callable[[str], None] | None = None, name: str = "provider",
                  shrink: bool = True, targets: set[str] | None = None,

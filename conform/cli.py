@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from sanspi.cli import UsageError, clear_progress, progress
+from sanspi.model.state import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", type=int, help="Hypothesis examples (overrides the profile)")
     p.add_argument("--steps", type=int, help="steps per example at most (overrides the profile)")
     p.add_argument("--seed", type=int, help="fix Hypothesis's seed (a run is then repeatable)")
-    p.add_argument("--pages", type=int, default=4, help="pages of 4096 bytes in each host's address space")
+    p.add_argument("--pages", type=int, default=None,
+                   help=f"pages of 4096 bytes in each host's address space the model uses (default: "
+                        f"{Config().pages} for sim and rxe, the provider's own for MODULE:FACTORY)")
     p.add_argument("--require-coverage", action="store_true",
                    help="also fail (exit 1) when an outcome the model allows was neither reached nor explained")
     p.add_argument("--out", default="reports", help="folder for conform.md, conform.json and divergence tests")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         sizes["steps"] = args.steps
     if sizes["examples"] < 1 or sizes["steps"] < 1:
         raise UsageError("--examples and --steps must be at least 1")
-    if not 2 <= args.pages <= 64:
+    if args.pages is not None and not 2 <= args.pages <= 64:
         raise UsageError(f"--pages takes 2 to 64, not {args.pages}")
     if args.mutants:
         if args.provider not in ("sim", "rxe"):
@@ -119,18 +122,21 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
     from sanspi.conform.argtypes import check_argument_types
     from sanspi.conform.campaign import TOP_UP_ROUNDS, campaign_targets, model_config, run_campaign
     from sanspi.conform.coverage import UNREACHABLE, uncovered
-    from sanspi.conform.providers import ProviderError, load_factory, probe, rxe_two_host
+    from sanspi.conform.providers import ProviderError, campaign_pages, load_factory, probe, rxe_two_host
     from sanspi.conform.report import write
 
     try:
-        factory = load_factory(args.provider, args.pages) if link is None else rxe_two_host(args.pages, link)
-        caps, name = probe(factory)
+        built = args.pages or Config().pages  # what sim and rxe are built with
+        factory = load_factory(args.provider, built) if link is None else rxe_two_host(built, link)
+        probed = probe(factory)
+        pages = campaign_pages(probed, args.pages)
+        caps, name = probed.capabilities, probed.name
     except ProviderError as exc:
         if link is not None and link.lost:  # not the user's input: the lab broke
             print(f"sanspi conform: {link.lost}", file=sys.stderr)
             return 1
         raise UsageError(str(exc)) from None
-    cfg = model_config(caps, pages=args.pages)
+    cfg = model_config(caps, pages=pages)
     print(f"conform: {name} ({args.provider}, {args.topology}), {sizes['examples']} examples of up to "
           f"{sizes['steps']} steps" + (f", seed {args.seed}" if args.seed is not None else ""))
     targets = campaign_targets(cfg)
@@ -171,7 +177,7 @@ def _mutants(args: argparse.Namespace, sizes: dict) -> int:
     survivors = 0
     for m in MUTANTS:
         start = time.perf_counter()
-        r = hunt(m, args.pages, sizes["steps"], **({"seeds": seeds} if seeds else {}), progress=progress)
+        r = hunt(m, args.pages or Config().pages, sizes["steps"], **({"seeds": seeds} if seeds else {}), progress=progress)
         clear_progress()
         killed = not r.ok
         survivors += not killed
@@ -187,7 +193,7 @@ def _verbs_mutants(args: argparse.Namespace) -> int:
     unmutated provider on the same budget (it must survive: a control)."""
     from sanspi.conform.mutants import MUTANT_SEEDS
     from sanspi.conform.verbs_mutants import (
-        CONTROL, VERBS_MUTANT_EXAMPLES, VERBS_MUTANT_STEPS, VERBS_MUTANTS, hunt_verbs,
+        CONTROL, VERBS_MUTANT_EXAMPLES, VERBS_MUTANT_PAGES, VERBS_MUTANT_STEPS, VERBS_MUTANTS, hunt_verbs,
     )
 
     seeds = (args.seed,) if args.seed is not None else MUTANT_SEEDS
@@ -199,7 +205,7 @@ def _verbs_mutants(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|")
     survivors = 0
     for m in (*VERBS_MUTANTS, CONTROL):
-        h = hunt_verbs(m, args.pages, steps, seeds, examples, progress=progress)
+        h = hunt_verbs(m, args.pages or VERBS_MUTANT_PAGES, steps, seeds, examples, progress=progress)
         clear_progress()
         said = (h.result.divergence or "").replace("|", "/")[:90]
         if m is CONTROL:

@@ -37,7 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from sanspi.conform.coverage import DWORD, POINTER
 from sanspi.conform.world import Ref, World
-from sanspi.impl.interface import Provider
+from sanspi.impl.interface import ProviderFactory
 from sanspi.model.constants import (
     CONNECTED, FN_UNKNOWN, MEM_READ, MEM_READWRITE, MEM_WRITE, RECV_DONE, RECV_IDLE, RECV_POSTED,
 )
@@ -58,7 +58,7 @@ class Lockstep(RuleBasedStateMachine):
     """The lockstep campaign's rules. ``factory``, ``cfg`` and ``on_world``
     are bound by ``make_machine``."""
 
-    factory: ClassVar[Callable[[], tuple[Provider, Provider]]]
+    factory: ClassVar[ProviderFactory]
     cfg: ClassVar[Config]
     on_world: ClassVar[Callable[[World], None] | None] = None
 
@@ -228,7 +228,7 @@ class Lockstep(RuleBasedStateMachine):
         have = [sl for sl in self.live(host, kind, sock, grant) if exact is None or sl.flags == exact]
         if have or self.state.hosts[host].eps[sock].conn != CONNECTED:
             return have
-        ps, edges = self.cfg.page_size, self.boundaries(host)
+        edges = self.boundaries(host)
         length = data.draw(st.integers(1, 256))
         if edges and data.draw(st.booleans()):
             b = data.draw(st.sampled_from(edges))
@@ -912,7 +912,7 @@ class Lockstep(RuleBasedStateMachine):
         self.world.step("recv_done", host=host, sock=sock)
 
 
-def make_machine(factory: Callable[[], tuple[Provider, Provider]], cfg: Config,
+def make_machine(factory: ProviderFactory, cfg: Config,
                  on_world: Callable[[World], None] | None = None) -> type[Lockstep]:
     """``Lockstep`` bound to providers made by ``factory`` and the model's
     ``cfg``. ``on_world`` sees each World as it is made (the campaign keeps

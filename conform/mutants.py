@@ -450,7 +450,7 @@ MUTANTS: tuple[Mutant, ...] = (
 BY_NAME = {m.name: m for m in MUTANTS}
 
 
-def hunt(mutant, pages: int = 4, steps: int = 40, seeds=MUTANT_SEEDS, progress=None, *,
+def hunt(mutant, pages: int = 8, steps: int = 40, seeds=MUTANT_SEEDS, progress=None, *,
          examples: int = MUTANT_EXAMPLES, capabilities: Capabilities | None = None,
          factory: Callable[[], tuple] | None = None):
     """Run the campaign on ``mutant`` under each seed until it is killed.

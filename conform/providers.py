@@ -5,9 +5,11 @@ or ``MODULE:FACTORY`` naming any callable that returns a pair of providers
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Callable
 
-from sanspi.impl.interface import Capabilities, Provider
+import attrs
+from typing import TYPE_CHECKING
+
+from sanspi.impl.interface import Capabilities, Provider, ProviderFactory
 
 if TYPE_CHECKING:
     from sanspi.conform.agent import AgentLink
@@ -22,7 +24,7 @@ class ProviderError(Exception):
     """The provider named cannot be made: one line for the user."""
 
 
-def load_factory(spec: str, pages: int, page_size: int = 4096) -> Callable[[], tuple[Provider, Provider]]:
+def load_factory(spec: str, pages: int, page_size: int = 4096) -> ProviderFactory:
     if spec == "sim":
         from sanspi.impl.sim import sim_pair
 
@@ -55,7 +57,7 @@ def load_factory(spec: str, pages: int, page_size: int = 4096) -> Callable[[], t
     return factory
 
 
-def rxe_two_host(pages: int, link: "AgentLink") -> Callable[[], tuple[Provider, Provider]]:
+def rxe_two_host(pages: int, link: "AgentLink") -> ProviderFactory:
     """Host 0's verbs provider here, host 1's in the other lab guest behind
     its agent (conform/agent.py); ``link`` is the connection to that agent."""
     from sanspi.conform.agent import RemoteProvider
@@ -88,19 +90,55 @@ def rxe_host1(pages: int) -> Provider:
     return verbs.VerbsProvider(pages=pages)
 
 
-def probe(factory: Callable[[], tuple[Provider, Provider]]) -> tuple[Capabilities, str]:
-    """Make one pair to read the capabilities and name, then release it."""
+@attrs.frozen
+class Probed:
+    """What one pair of a factory says about itself."""
+
+    capabilities: Capabilities
+    name: str
+    pages: int  # pages in the smaller of the two hosts' address spaces
+    page_size: int
+
+
+def probe(factory: ProviderFactory) -> Probed:
+    """Make one pair to read the capabilities, name and address space, then
+    release it. Whatever is missing or of the wrong kind is one line."""
     try:
         pair = factory()
     except Exception as exc:  # noqa: BLE001  a provider that cannot start is reported in one line
         raise ProviderError(f"the provider factory failed: {type(exc).__name__}: {exc}") from None
     if not (isinstance(pair, tuple) and len(pair) == 2):
-        raise ProviderError("the provider factory must return a pair (host 0, host 1)")
+        raise ProviderError("the provider factory must return a pair (host 0, host 1), "
+                            f"not {type(pair).__name__}")
     try:
-        caps = pair[0].capabilities
-        if not isinstance(caps, Capabilities):
-            raise ProviderError("provider.capabilities must be a sanspi.impl.interface.Capabilities")
-        return caps, pair[0].name
+        for h, p in enumerate(pair):
+            for attr in ("name", "capabilities", "memory"):
+                if not hasattr(p, attr):
+                    raise ProviderError(f"host {h}'s provider has no `{attr}` (impl/interface.py, Provider)")
+            if not isinstance(p.capabilities, Capabilities):
+                raise ProviderError(f"host {h}'s provider.capabilities is a {type(p.capabilities).__name__}, "
+                                    f"not a sanspi.impl.interface.Capabilities")
+            for attr in ("base", "pages", "page_size"):
+                if not isinstance(getattr(p.memory, attr, None), int):
+                    raise ProviderError(f"host {h}'s provider.memory.{attr} is not an int (impl/interface.py, "
+                                        f"AddressSpace)")
+        if pair[0].memory.page_size != pair[1].memory.page_size:
+            raise ProviderError("the two hosts' address spaces have different page sizes")
+        return Probed(pair[0].capabilities, pair[0].name, min(p.memory.pages for p in pair),
+                      pair[0].memory.page_size)
     finally:
         for p in pair:
-            p.shutdown()
+            try:
+                p.shutdown()
+            except Exception:  # noqa: BLE001  a broken shutdown is found by the campaign, not here
+                pass
+
+
+def campaign_pages(probed: Probed, asked: int | None) -> int:
+    """The model's pages for a campaign: ``asked`` (--pages), or the
+    provider's own address space when not asked; never more than it has."""
+    if asked is None:
+        return min(probed.pages, 64)
+    if asked > probed.pages:
+        raise ProviderError(f"--pages {asked}: {probed.name}'s address space has only {probed.pages} pages")
+    return asked

@@ -26,8 +26,42 @@ def environment() -> dict[str, str]:
     }
 
 
-def pytest_file(result: CampaignResult, spec: str, cfg: Config) -> str:
+def import_root(spec: str) -> str | None:
+    """The sys.path entry from which ``MODULE:FACTORY``'s module was
+    imported, so the divergence test runs as written, without PYTHONPATH
+    (None for sim, rxe and modules installed in site-packages)."""
+    import importlib
+    import sys
+
+    module = spec.partition(":")[0]
+    if ":" not in spec or module in ("mutant",):
+        return None
+    mod = sys.modules.get(module) or importlib.import_module(module)
+    file = getattr(mod, "__file__", None)
+    if not file or "site-packages" in file:
+        return None
+    root = Path(file).resolve().parent
+    for _ in module.split(".")[1:]:
+        root = root.parent
+    return str(root)
+
+
+def factory_spec(factory) -> str | None:
+    """``MODULE:FACTORY`` naming ``factory`` when it can be imported by that
+    name (a module-level function, not a lambda or a nested function)."""
+    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    if not module or module == "__main__" or "<" in name or "." in name:
+        return None
+    return f"{module}:{name}"
+
+
+def pytest_file(result: CampaignResult, spec: str | None, cfg: Config) -> str:
     steps = ",\n".join(f"    ({s.name!r}, {s.args!r})" for s in result.trace)
+    root = import_root(spec) if spec else None
+    path_lines = (f"import sys\n\nsys.path.insert(0, {root!r})  # where {spec.partition(':')[0]} was imported from\n\n"
+                  if root else "")
+    provider_line = (f"PROVIDER = {spec!r}" if spec else
+                     "PROVIDER = None  # the factory was not importable by name: set MODULE:FACTORY here")
     said = "\n".join(f"    {i + 1}. {s}" for i, s in enumerate(result.trace))
     cfg_args = ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in attrs.fields(Config))
     return f'''"""A divergence sanspi conform found in provider {spec!r}, shrunk to
@@ -43,11 +77,11 @@ outcome:
 Run it with: python -m pytest {{this file}}
 """
 
-from sanspi.conform.campaign import replay
+{path_lines}from sanspi.conform.campaign import replay
 from sanspi.conform.world import Ref
 from sanspi.model.state import Config
 
-PROVIDER = {spec!r}
+{provider_line}
 CONFIG = Config({cfg_args})
 STEPS = [
 {steps},
@@ -55,6 +89,7 @@ STEPS = [
 
 
 def test_divergence():
+    assert PROVIDER, "name the provider's factory as MODULE:FACTORY in PROVIDER"
     replay(PROVIDER, CONFIG, STEPS)
 '''
 
@@ -97,8 +132,8 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: set[str], out
     }
     (out / "conform.json").write_text(json.dumps(data, indent=1))
     written.append(out / "conform.json")
-    lines = [f"# sanspi conform: {spec}", "",
-             f"- provider: {result.provider} ({spec}); machine {env['machine']}; kernel {env['kernel']}; "
+    lines = [f"# sanspi conform: {spec or result.provider}", "",
+             f"- provider: {result.provider} ({spec or 'a factory passed in'}); machine {env['machine']}; kernel {env['kernel']}; "
              f"device {env['device']}; topology {env['topology']}; {env['date']}",
              f"- examples {result.examples}, steps {result.steps}, {result.seconds:.1f} s "
              f"({rate:.0f} steps/s); settings {settings}"
@@ -124,7 +159,7 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: set[str], out
     lines += ["", "## Targets not reached", ""]
     lines += [f"- {m}" + (f": {UNREACHABLE[m]}" if m in UNREACHABLE else "") for m in missing] or ["- none"]
     if not result.ok:
-        test = out / f"test_divergence_{spec.replace(':', '_').replace('.', '_').replace('-', '_')}.py"
+        test = out / f"test_divergence_{(spec or result.provider).replace(':', '_').replace('.', '_').replace('-', '_')}.py"
         test.write_text(pytest_file(result, spec, cfg))
         written.append(test)
         lines += ["", "## Divergence", "", f"{result.divergence}", "",

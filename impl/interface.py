@@ -110,4 +110,8 @@ class Provider(Protocol):
     def shutdown(self) -> None: ...  # release every resource (idempotent)
 
 
-ProviderFactory = Callable[[int], Provider]  # host index -> a fresh provider
+#: What ``sanspi conform --provider MODULE:FACTORY``, the ``sanspi_conformance``
+#: fixture and ``sanspi.testing.connected_pair`` take: a callable with no
+#: arguments returning a fresh pair (host 0, host 1) that can connect to each
+#: other (spec/provider-interface.md, "Running the oracle on a provider").
+ProviderFactory = Callable[[], tuple[Provider, Provider]]

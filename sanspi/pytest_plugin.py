@@ -31,21 +31,26 @@ def pytest_addoption(parser):
 def sanspi_conformance(request, tmp_path):
     """A function: run the campaign on a provider factory; fail on a divergence."""
     from sanspi.conform.campaign import PROFILES, campaign_targets, model_config, run_campaign
-    from sanspi.conform.providers import probe
-    from sanspi.conform.report import write
+    from sanspi.conform.providers import ProviderError, campaign_pages, probe
+    from sanspi.conform.report import factory_spec, write
 
     def check(factory, examples: int | None = None, steps: int | None = None, seed: int | None = None,
-              pages: int = 4):
+              pages: int | None = None):
         sizes = dict(PROFILES[request.config.getoption("--sanspi-profile")])
         sizes.update({k: v for k, v in (("examples", examples), ("steps", steps)) if v is not None})
-        caps, name = probe(factory)
-        cfg = model_config(caps, pages=pages)
-        result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], seed, use_database=False, name=name)
+        try:
+            probed = probe(factory)
+            cfg = model_config(probed.capabilities, pages=campaign_pages(probed, pages))
+        except ProviderError as exc:
+            pytest.fail(f"sanspi_conformance: {exc}", pytrace=False)
+        # the example database: a divergence found once is tried first next time
+        result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], seed, name=probed.name)
         if not result.ok:
-            files = write(result, name, cfg, campaign_targets(cfg), tmp_path, {**sizes, "seed": seed})
-            trace = "\n".join(f"  {i + 1}. {s.name}({s.args}) -> {s.status}" for i, s in enumerate(result.trace))
-            pytest.fail(f"{name} diverges from the model: {result.divergence}\nshrunk trace:\n{trace}\n"
-                        f"report: {files[0]}", pytrace=False)
+            files = write(result, factory_spec(factory), cfg, campaign_targets(cfg), tmp_path,
+                          {**sizes, "seed": seed})
+            trace = "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(result.trace))
+            pytest.fail(f"{probed.name} diverges from the model: {result.divergence}\nshrunk trace:\n{trace}\n"
+                        f"report: {files[0]}\nrunnable divergence test: {files[-1]}", pytrace=False)
         return result
 
     return check

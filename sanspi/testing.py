@@ -14,9 +14,8 @@ provider that connects here connects there.
 from __future__ import annotations
 
 import threading
-from typing import Callable
 
-from sanspi.impl.interface import Provider, Ret
+from sanspi.impl.interface import Provider, ProviderFactory, Ret
 from sanspi.spi import FN_CACHE_CALLBACK, GUIDS, OK, POINTER_SIZE, wsa_name
 
 #: How long host 0's accept may wait for host 1's connect.
@@ -44,7 +43,7 @@ def connect(host0: Provider, host1: Provider, s: int) -> None:
         raise ConnectError(f"connection {s}: connect {wsa_name(ret.status)}, accept {wsa_name(accepted[0].status)}")
 
 
-def connected_pair(factory: Callable[[], tuple[Provider, Provider]], sockets: int = 1,
+def connected_pair(factory: ProviderFactory, sockets: int = 1,
                    version: int = 0x0202) -> tuple[Provider, Provider]:
     """A fresh pair from ``factory`` (host 0, host 1), both started with
     WSPStartupEx(``version``) and connected on sockets 0 .. ``sockets``-1.

@@ -80,7 +80,7 @@ def test_campaign_through_the_agent_equals_the_direct_one():
                           use_database=False)
     assert remote.ok and direct.ok, remote.divergence or direct.divergence
     assert (remote.examples, remote.steps, remote.coverage) == (direct.examples, direct.steps, direct.coverage)
-    assert {"rdma_write", "rdma_read", "connect"} <= {name for name, _ in remote.coverage}
+    assert {"rdma_write", "rdma_read", "connect"} <= {name for name, _, _ in remote.coverage.outcomes}
     assert served.finished() == 0
     assert len(served.made) >= remote.examples  # a fresh host 1 every example
 

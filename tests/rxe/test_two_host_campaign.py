@@ -31,16 +31,17 @@ def test_lockstep_campaign_across_two_guests_finds_no_divergence(lab):
     try:
         assert link.call("hello")["device"].startswith("rxe")
         factory = rxe_two_host(PAGES, link)
-        caps, name = probe(factory)
-        assert name == "verbs"
-        result = run_campaign(factory, model_config(caps, pages=PAGES), examples=8, steps=30, seed=2,
-                              use_database=False)
+        probed = probe(factory)
+        assert probed.name == "verbs"
+        result = run_campaign(factory, model_config(probed.capabilities, pages=PAGES), examples=8, steps=30,
+                              seed=2, use_database=False)
     finally:
         link.bye()
     assert link.lost is None, link.lost
     assert result.ok, f"{result.divergence}\n" + "\n".join(f"{s.name} {s.args} -> {s.status}" for s in result.trace)
     assert result.examples == 8 and result.steps > 100
-    reached = {key for key, n in result.coverage.items() if n}
+    reached = {(name, result_) for (name, result_, _), n in result.coverage.outcomes.items() if n}
     # the hosts really met across the link and moved bytes over it
     assert ("connect", "0") in reached
     assert {("rdma_write", "0"), ("rdma_read", "0"), ("send", "0")} & reached, sorted(reached)
+    assert any(k.startswith("moved: ") for k in result.coverage.behaviour), "no transfer changed a byte"
