@@ -647,8 +647,8 @@ class Lockstep(RuleBasedStateMachine):
             start, n = (0, size) if data.draw(st.integers(0, 3)) == 0 else (data.draw(st.integers(0, size - 1)), 8)
             refs = [Ref("forged", t.rid, at % size, data.draw(st.sampled_from([0x01, 0x80, 0xFF, 0x10])))
                     for at in range(start, start + min(n, size))]
-        else:
-            refs = [Ref("resized", t.rid, data.draw(st.sampled_from([-1, 1, -10**6, 4096])))]
+        else:  # one byte short, one byte long, empty, much longer
+            refs = [Ref("resized", t.rid, delta) for delta in (-1, 1, -10**6, 4096)]
         for ref in refs:
             if self.state.hosts[host].eps[t.sock].conn != CONNECTED:  # a refusal by the peer fails it (RDMA-08)
                 return
