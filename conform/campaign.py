@@ -105,7 +105,7 @@ def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
     def one_round(round_seed: int | None, n: int) -> str | None:
         run_settings = settings(max_examples=n, stateful_step_count=steps, deadline=None, database=db,
                                 suppress_health_check=list(HealthCheck), print_blob=False, phases=phases,
-                                verbosity=Verbosity.quiet)
+                                verbosity=Verbosity.quiet, report_multiple_bugs=False)
         counted["rounds"] += 1
         saved_seed = hypothesis.core.global_force_seed
         hypothesis.core.global_force_seed = round_seed

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--require-coverage", action="store_true",
                    help="also fail (exit 1) when an outcome the model allows was neither reached nor explained")
     p.add_argument("--out", default="reports", help="folder for conform.md, conform.json and divergence tests")
+    p.add_argument("--time-to-report", action="store_true",
+                   help="with --mutants (sim): for every mutant, under five seeds, the time to the first divergence "
+                        "and to its shrunk report; the medians")
     p.add_argument("--mutants", action="store_true", help="run the campaign on every seeded-bug variant of the "
                    "software provider (or with --provider rxe, of the verbs provider) and print the kill table")
     p.set_defaults(run=run)
@@ -171,6 +174,9 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
 def _mutants(args: argparse.Namespace, sizes: dict) -> int:
     from sanspi.conform.mutants import MUTANTS, hunt
 
+    if args.time_to_report:
+        return _time_to_report(args, sizes)
+
     seeds = (args.seed,) if args.seed is not None else None
     print("| mutant | clause | killed | time to kill (s) | divergence |")
     print("|---|---|---|---|---|")
@@ -186,6 +192,55 @@ def _mutants(args: argparse.Namespace, sizes: dict) -> int:
     print()
     print(f"{len(MUTANTS) - survivors} of {len(MUTANTS)} mutants killed")
     return 1 if survivors else 0
+
+
+#: Seeds the time-to-report figure is measured under.
+REPORT_SEEDS = (0, 1, 2, 3, 4)
+
+
+def _time_to_report(args: argparse.Namespace, sizes: dict) -> int:
+    """Each software mutant under each of REPORT_SEEDS: the campaign with
+    shrinking, as a user runs it; the time until the divergence was found,
+    the time its trace took to shrink, and the steps left. A report in a
+    minute is the goal (the median of find + shrink)."""
+    import statistics
+
+    from sanspi.conform.campaign import model_config, run_campaign
+    from sanspi.conform.mutants import MUTANT_EXAMPLES, MUTANTS
+    from sanspi.conform.providers import SIM_CAPABILITIES
+
+    pages = args.pages or Config().pages
+    cfg = model_config(SIM_CAPABILITIES, pages=pages)
+    seeds = (args.seed,) if args.seed is not None else REPORT_SEEDS
+    print(f"| mutant | seeds killed | median find (s) | median shrink (s) | median report (s) | steps found -> "
+          f"shrunk (median) | 1-minimal |")
+    print("|---|---|---|---|---|---|---|")
+    totals, all_minimal = [], True
+    for m in MUTANTS:
+        finds, shrinks, found, kept, minimal = [], [], [], [], True
+        for seed in seeds:
+            r = run_campaign(lambda: m.pair(SIM_CAPABILITIES, pages, 4096), cfg, MUTANT_EXAMPLES, sizes["steps"],
+                             seed, use_database=False, progress=progress, name=m.name)
+            clear_progress()
+            if r.ok:
+                continue
+            finds.append(r.find_seconds)
+            shrinks.append(r.shrink_seconds)
+            found.append(r.found_steps)
+            kept.append(len(r.trace))
+            minimal &= r.minimal
+            totals.append(r.find_seconds + r.shrink_seconds)
+        all_minimal &= minimal
+        med = (lambda xs: f"{statistics.median(xs):.1f}" if xs else "-")
+        print(f"| {m.name} | {len(finds)}/{len(seeds)} | {med(finds)} | {med(shrinks)} | "
+              f"{med([f + s for f, s in zip(finds, shrinks)])} | "
+              f"{statistics.median(found) if found else '-'} -> {statistics.median(kept) if kept else '-'} | "
+              f"{'yes' if minimal else 'NO'} |")
+    print()
+    if totals:
+        print(f"{len(totals)} reports: median {statistics.median(totals):.1f} s from the start to the shrunk report "
+              f"(max {max(totals):.1f} s); every trace 1-minimal: {'yes' if all_minimal else 'NO'}")
+    return 0 if totals and statistics.median(totals) <= 60 and all_minimal else 1
 
 
 def _verbs_mutants(args: argparse.Namespace) -> int:
