@@ -38,12 +38,29 @@ def test_bad_arguments_one_line(capsys, argv, says):
     (json.dumps({"format": "sanspi-trace/1", "config": {}, "steps": [{"transition": "connect", "args": {}}]}),
      "malformed trace"),
     (json.dumps({"format": "sanspi-trace/1", "config": {"pages": "x"}, "steps": []}), "malformed trace"),
+    (json.dumps({"format": "sanspi-trace/1", "config": {"pages": 10**9}, "steps": []}), "config sizes beyond"),
+    (json.dumps({"format": "sanspi-trace/1", "config": {}, "steps": 5}), "steps is not a list"),
+    (json.dumps({"format": "sanspi-trace/1", "config": {},
+                 "steps": [{"transition": "alloc", "args": {"host": 0, "page": [1], "npages": 1}}]}), "page = [1]"),
+    (json.dumps({"format": "sanspi-trace/1", "config": {},
+                 "steps": [{"transition": "alloc", "args": {"host": 0, "page": 1.5, "npages": 1}}]}), "page = 1.5"),
+    (b"\xff\xfe not text", "not UTF-8"),
 ])
 def test_bad_trace_files(capsys, tmp_path, content, says):
     path = tmp_path / "t.json"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     code, out, err = run(capsys, "replay", str(path))
-    assert code == 2 and says in err and "Traceback" not in err
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_huge_trace_file_is_refused_before_it_is_read(capsys, tmp_path, monkeypatch):
+    from sanspi.proof import cli as proof_cli
+
+    monkeypatch.setattr(proof_cli, "MAX_TRACE_BYTES", 1000)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"format": "sanspi-trace/1", "config": {}, "steps": []}) + " " * 2000)
+    code, out, err = run(capsys, "replay", str(path))
+    assert code == 2 and "larger than" in err and "Traceback" not in err
 
 
 def test_replay_reproduces_a_recorded_trace(capsys, tmp_path):

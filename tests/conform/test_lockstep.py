@@ -137,33 +137,6 @@ def test_sanspi_conformance_fixture_accepts_the_software_provider(sanspi_conform
     assert result.ok and result.steps > 0
 
 
-@pytest.mark.clause("REG-02", "RDMA-04", "DEREG-01")
-def test_software_provider_answers_wrong_types_with_wsa_codes():
-    p0, p1 = sim_pair(CAPS, pages=4)
-    p0.startup_ex(0x0202)
-    token = p0.listen(0)
-    p1.connect(0, token)
-    p0.accept(0)
-    p0.memory.alloc(0, 1)
-    base = p0.memory.base
-    calls = [
-        lambda: p0.register_memory(0, "not an address", 10, 1),
-        lambda: p0.register_memory(0, base, None, 1),
-        lambda: p0.register_rdma_memory(0, base, 10, 1, "32"),
-        lambda: p0.deregister_memory(0, [1, 2]),
-        lambda: p0.deregister_rdma_memory(0, None),
-        lambda: p0.cache_callback("x", 10),
-        lambda: p0.rdma_write(0, "buffers", b"x", 0),
-        lambda: p0.rdma_read(0, [("a", "b", "c")], b"x" * 32, 0),
-        lambda: p0.send(0, None),
-        lambda: p0.recv(0, 7),
-        lambda: p0.startup_ex("2.2"),
-    ]
-    for call in calls:
-        ret = call()
-        assert ret.status != OK and ret.status >= 10000, ret
-
-
 # --- what the World compares beyond status codes ------------------------------------
 
 
