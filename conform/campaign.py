@@ -32,9 +32,9 @@ CACHE_DIR = Path(os.environ.get("SANSPI_CACHE", Path.home() / ".cache" / "sanspi
 
 #: Hypothesis profiles: ``ci`` is quick, ``long`` is for campaigns that run for hours.
 PROFILES = {"ci": dict(examples=200, steps=40), "long": dict(examples=5000, steps=100)}
-#: At most this many extra rounds (half the examples each) while an outcome
-#: the model allows is still unreached (``run_campaign``'s ``top_up``).
-TOP_UP_ROUNDS = 3
+#: At most this many extra rounds (half the examples each) while a target
+#: (conform/coverage.py) is still unreached (``run_campaign``'s ``top_up``).
+TOP_UP_ROUNDS = 5
 
 
 def model_config(caps: Capabilities, pages: int = Config().pages, page_size: int = 4096, sockets: int = 2) -> Config:

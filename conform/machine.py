@@ -220,6 +220,29 @@ class Lockstep(RuleBasedStateMachine):
             room -= n
         return tuple(out)
 
+    def refused_buffers(self, data, host, sock, sges, regs, need, room):
+        """``sges`` (buffers of the live registrations ``regs``, granting
+        ``need``) spoiled so that one local check refuses them: a buffer's
+        last byte past its registration, a handle that is no registration,
+        a registration without the access needed (ACC-03), an empty buffer
+        (RDMA-04), no buffers or one more than max_sge (RDMA-03)."""
+        how = data.draw(st.sampled_from(["past the buffer", "no handle", "no access", "empty", "count"]))
+        if how == "past the buffer":
+            n, a, ref = sges[-1]
+            sl = next(x for x in regs if x.rid == ref.rid)
+            return sges[:-1] + ((n, sl.addr + sl.length - n + 1, ref),)
+        if how == "no handle":
+            n, a, _ = sges[0]
+            return ((n, a, Ref("garbage", data.draw(st.integers(0, 3)))),) + sges[1:]
+        if how == "no access":
+            other = MEM_WRITE if need == MEM_READ else MEM_READ
+            lacking = self.ensure(data, host, sock, 1, 0, exact=other)
+            return self.pieces(data, lacking, room) if lacking else sges
+        if how == "empty":
+            n, a, ref = sges[0]
+            return ((0, a, ref),) + sges[1:]
+        return () if data.draw(st.booleans()) else (sges[0],) * (self.cfg.max_sge + 1)
+
     def ensure(self, data, host, sock, kind, grant, exact=None):
         """Live registrations of ``kind`` on ``host``'s ``sock`` granting
         ``grant`` (or with flags ``exact``); when there are none, one is
@@ -580,7 +603,8 @@ class Lockstep(RuleBasedStateMachine):
         fits (RDMA-05: refused)."""
         write = not self.cfg.has_rdma_read or data.draw(st.booleans())
         need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
-        aim = data.draw(st.sampled_from(["granted"] * 4 + ["refused", "shared", "wraps", "one past", "other socket"]))
+        aim = data.draw(st.sampled_from(["granted"] * 4 + ["refused", "shared", "wraps", "one past", "other socket",
+                                                            "local refusal"]))
         refused = aim == "refused"
         chances = self.transfer_chances(need, remote, refused)
         if not chances:  # register what is missing on a live connection
@@ -618,6 +642,8 @@ class Lockstep(RuleBasedStateMachine):
                                                 DWORD + offset]))
         elif aim == "one past":  # the last byte one past the target's end (RDMA-05)
             offset = t.length - total + 1
+        elif aim == "local refusal":  # a local check refuses it before the target is looked at
+            sges = self.refused_buffers(data, host, t.sock, sges, regs, need, t.length)
         self.fill_for(data, write, host, sges, t, offset)
         self.world.step("rdma_write" if write else "rdma_read", host=host, sock=t.sock, sges=sges,
                         desc=Ref("issued", t.rid), offset=offset)
@@ -791,10 +817,8 @@ class Lockstep(RuleBasedStateMachine):
         if data.draw(st.integers(0, 5)) == 0:  # a posted receive holds its buffer (DEREG-03)
             self.world.step("deregister_memory", host=1 - host, sock=sock, handle=Ref("issued", rl.rid))
         regs = self.live(host, 1, sock, MEM_READ)
-        aim = data.draw(st.sampled_from(["fits"] * 4 + ["too long", "past the buffer", "no handle", "write-only",
-                                                         "empty", "count"]))
+        aim = data.draw(st.sampled_from(["fits"] * 4 + ["too long", "local refusal"]))
         sges = self.pieces(data, regs, room)
-        write_only = self.ensure(data, host, sock, 1, 0, exact=MEM_WRITE) if aim == "write-only" else []
         if aim == "too long":
             # one byte more than the receive holds: the connection fails and
             # the receive is aborted (XFER-03, CONN-01)
@@ -802,20 +826,8 @@ class Lockstep(RuleBasedStateMachine):
             if big:
                 sl = data.draw(st.sampled_from(big))
                 sges = ((room + 1, sl.addr, Ref("issued", sl.rid)),)
-        elif aim == "past the buffer":  # the last byte lies outside its registration (RDMA-04)
-            n, a, ref = sges[-1]
-            sl = next(x for x in regs if x.rid == ref.rid)
-            sges = sges[:-1] + ((n, sl.addr + sl.length - n + 1, ref),)
-        elif aim == "write-only" and write_only:  # a source registered MEM_WRITE only (ACC-03)
-            sges = self.pieces(data, write_only, room)
-        elif aim == "empty":  # a buffer of length 0 (RDMA-04)
-            n, a, ref = sges[0]
-            sges = ((0, a, ref),) + sges[1:]
-        elif aim == "count":  # no buffers, or one more than max_sge (RDMA-03)
-            sges = () if data.draw(st.booleans()) else (sges[0],) * (cfg.max_sge + 1)
-        elif aim == "no handle":
-            n, a, _ = sges[0]
-            sges = ((n, a, Ref("garbage", data.draw(st.integers(0, 3)))),) + sges[1:]
+        elif aim == "local refusal":
+            sges = self.refused_buffers(data, host, sock, sges, regs, MEM_READ, room)
         self.fill_for(data, True, host, sges)
         self.world.step("send", host=host, sock=sock, sges=sges)
         if self.state.hosts[1 - host].eps[sock].recv == RECV_DONE:
