@@ -558,6 +558,17 @@ class Lockstep(RuleBasedStateMachine):
     def rdma_read(self, data):
         self._rdma(data, "rdma_read", MEM_WRITE)
 
+    def direction(self, data):
+        """(write, need, remote): an RDMA write (the local buffers are read,
+        the target written) or, when the provider has WSPRdmaRead, a read."""
+        write = not self.cfg.has_rdma_read or data.draw(st.booleans())
+        return (write, MEM_READ, MEM_WRITE) if write else (write, MEM_WRITE, MEM_READ)
+
+    def transfer(self, write, host, sock, sges, target_rid, offset, desc=None):
+        """The RDMA write or read, through ``desc`` or the issued descriptor ``target_rid``."""
+        self.world.step("rdma_write" if write else "rdma_read", host=host, sock=sock, sges=sges,
+                        desc=desc or Ref("issued", target_rid), offset=offset)
+
     def transfer_chances(self, need, remote, refused=False):
         """(host, local registrations granting ``need``, target) on a live
         connection, the target granting ``remote`` (or, with ``refused``,
@@ -601,8 +612,7 @@ class Lockstep(RuleBasedStateMachine):
         sometimes the offset is 2**32 minus less than the length, so that
         ``offset + length`` computed in 32 bits wraps to a small number that
         fits (RDMA-05: refused)."""
-        write = not self.cfg.has_rdma_read or data.draw(st.booleans())
-        need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
+        write, need, remote = self.direction(data)
         aim = data.draw(st.sampled_from(["granted"] * 4 + ["refused", "shared", "wraps", "one past", "other socket",
                                                             "local refusal"]))
         refused = aim == "refused"
@@ -633,8 +643,7 @@ class Lockstep(RuleBasedStateMachine):
                 t = data.draw(st.sampled_from(others))
                 sges, offset = self.fitting(data, regs, t)
                 self.fill_for(data, write, host, sges, t, offset)
-                self.world.step("rdma_write" if write else "rdma_read", host=host, sock=regs[0].sock, sges=sges,
-                                desc=Ref("issued", t.rid), offset=offset)
+                self.transfer(write, host, regs[0].sock, sges, t.rid, offset)
                 return
         total = sum(n for n, _, _ in sges)
         if aim == "wraps":  # offset + length past 2**32, or an offset past 2**32 whose low 32 bits fit
@@ -645,8 +654,7 @@ class Lockstep(RuleBasedStateMachine):
         elif aim == "local refusal":  # a local check refuses it before the target is looked at
             sges = self.refused_buffers(data, host, t.sock, sges, regs, need, t.length)
         self.fill_for(data, write, host, sges, t, offset)
-        self.world.step("rdma_write" if write else "rdma_read", host=host, sock=t.sock, sges=sges,
-                        desc=Ref("issued", t.rid), offset=offset)
+        self.transfer(write, host, t.sock, sges, t.rid, offset)
 
     @rule(data=st.data())
     def spoiled_descriptor(self, data):
@@ -657,8 +665,7 @@ class Lockstep(RuleBasedStateMachine):
         byte of the descriptor (a provider checking only some fields misses
         a change in the others); sometimes the peer deregisters through a
         spoiled descriptor instead."""
-        write = not self.cfg.has_rdma_read or data.draw(st.booleans())
-        need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
+        write, need, remote = self.direction(data)
         chances = self.transfer_chances(need, remote)
         if not chances:
             return
@@ -678,8 +685,7 @@ class Lockstep(RuleBasedStateMachine):
         for ref in refs:
             if self.state.hosts[host].eps[t.sock].conn != CONNECTED:  # a refusal by the peer fails it (RDMA-08)
                 return
-            self.world.step("rdma_write" if write else "rdma_read", host=host, sock=t.sock, sges=sges,
-                            desc=ref, offset=offset)
+            self.transfer(write, host, t.sock, sges, t.rid, offset, desc=ref)
 
     @rule(data=st.data())
     def revoke_then_use(self, data):
@@ -692,15 +698,13 @@ class Lockstep(RuleBasedStateMachine):
         for _ in range(target.refs):  # drop every reference, so it is revoked
             self.world.step("deregister_rdma_memory", host=1 - host, sock=target.sock,
                             desc=Ref("issued", target.rid))
-        write = not self.cfg.has_rdma_read or data.draw(st.booleans())
-        need = MEM_READ if write else MEM_WRITE
+        write, need, _ = self.direction(data)
         usable = self.live(host, 1, target.sock, need)
         if usable:  # a transfer that would succeed but for the revocation
             sges, offset = self.fitting(data, usable, target)
         else:
             sges, offset = self.sges(data, host, target.sock, need), 0
-        self.world.step("rdma_write" if write else "rdma_read", host=host, sock=target.sock, sges=sges,
-                        desc=Ref("issued", target.rid), offset=offset)
+        self.transfer(write, host, target.sock, sges, target.rid, offset)
 
     @precondition(lambda self: self.cfg.has_cache)
     @rule(data=st.data())
@@ -709,8 +713,7 @@ class Lockstep(RuleBasedStateMachine):
         reference dropped) and is registered again with the same key: a
         local one comes back with its handle, an RDMA one with a new
         descriptor; then a transfer uses it and moves bytes."""
-        write = not self.cfg.has_rdma_read or data.draw(st.booleans())
-        need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
+        write, need, remote = self.direction(data)
         chances = self.transfer_chances(need, remote)
         if not chances:
             return
@@ -737,8 +740,7 @@ class Lockstep(RuleBasedStateMachine):
         host, regs, t = data.draw(st.sampled_from(again))
         sges, offset = self.fitting(data, regs, t)
         self.fill_for(data, write, host, sges, t, offset)
-        self.world.step("rdma_write" if write else "rdma_read", host=host, sock=t.sock, sges=sges,
-                        desc=Ref("issued", t.rid), offset=offset)
+        self.transfer(write, host, t.sock, sges, t.rid, offset)
 
     @rule(data=st.data())
     def reuse_after_free(self, data):
@@ -759,16 +761,13 @@ class Lockstep(RuleBasedStateMachine):
         self.world.step("free", host=host, page=page, npages=1)
         self.world.step("alloc", host=host, page=page, npages=1)
         addr, length = page * ps + data.draw(st.integers(0, ps - 64)), data.draw(st.integers(1, 64))
-        write = not cfg.has_rdma_read or data.draw(st.booleans())
+        write, need, remote = self.direction(data)
         local_side = data.draw(st.booleans())  # the reborn page holds the local buffer, or the target
         if local_side:
-            flags = MEM_READ if write else MEM_WRITE
-            self.world.step("register_memory", host=host, sock=sock, addr=addr, length=length, flags=flags)
+            self.world.step("register_memory", host=host, sock=sock, addr=addr, length=length, flags=need)
         else:
-            flags = MEM_WRITE if write else MEM_READ
-            self.world.step("register_rdma_memory", host=host, sock=sock, addr=addr, length=length, flags=flags,
+            self.world.step("register_rdma_memory", host=host, sock=sock, addr=addr, length=length, flags=remote,
                             desc_len=cfg.descriptor_size)
-        need, remote = (MEM_READ, MEM_WRITE) if write else (MEM_WRITE, MEM_READ)
         chances = [(h, regs, t) for h, regs, t in self.transfer_chances(need, remote)
                    if t.sock == sock and (h == host if local_side else h == 1 - host)]
         if not chances:
@@ -780,8 +779,7 @@ class Lockstep(RuleBasedStateMachine):
             t = next((x for x in self.live(host, 2, sock) if x.addr == addr and x.length == length), t)
         sges, offset = self.fitting(data, regs, t)
         self.fill_for(data, write, h, sges, t, offset)
-        self.world.step("rdma_write" if write else "rdma_read", host=h, sock=sock, sges=sges,
-                        desc=Ref("issued", t.rid), offset=offset)
+        self.transfer(write, h, sock, sges, t.rid, offset)
 
     @rule(data=st.data())
     def exchange(self, data):
@@ -903,10 +901,12 @@ class Lockstep(RuleBasedStateMachine):
         if waiting and data.draw(st.integers(0, 3)):  # mostly toward a posted receive
             host, sock = data.draw(st.sampled_from(waiting))
         ep, peer = self.state.hosts[host].eps[sock], self.state.hosts[1 - host].eps[sock]
-        # a send to a peer with no posted receive would wait: the switch never does it (XFER-03)
-        if not (ep.conn != CONNECTED or peer.recv == RECV_POSTED):
-            return
         sges = self.sges(data, host, sock, MEM_READ)
+        # a send to a peer with no posted receive would wait: the switch never
+        # does it (XFER-03); one refused at call time does not get that far
+        refused_here = ep.conn != CONNECTED or not 1 <= len(sges) <= self.cfg.max_sge
+        if not (refused_here or peer.recv == RECV_POSTED):
+            return
         room = peer.recv_len
         if room and sum(n for n, _, _ in sges) > room and data.draw(st.integers(0, 3)):
             (n, a, ref), = sges[:1]  # mostly a message that fits the posted receive
