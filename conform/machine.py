@@ -874,6 +874,22 @@ class Lockstep(RuleBasedStateMachine):
         self.world.step("register_memory", host=host, sock=sl.sock, addr=sl.addr, length=sl.length, flags=sl.flags)
 
     @rule(data=st.data())
+    def use_closed_socket(self, data):
+        """CONN-02: every data call on a closed socket gets WSAENOTCONN,
+        whatever its buffers; the socket is then connected again. Random
+        closes are rare and a send or receive rarely follows one."""
+        conn = data.draw(st.integers(0, self.cfg.sockets - 1))
+        host = data.draw(st.integers(0, 1))
+        if self.state.hosts[0].eps[conn].conn != 0:
+            self.world.step("close", conn=conn)
+        garbage = ((1, 0, Ref("garbage")),)
+        self.world.step("post_recv", host=host, sock=conn, length=1, addr=0, handle=Ref("garbage"))
+        self.world.step("send", host=host, sock=conn, sges=garbage)
+        self.transfer(data.draw(st.booleans()) or not self.cfg.has_rdma_read, host, conn, garbage, None, 0,
+                      desc=Ref("garbage"))
+        self.world.step("connect", conn=conn)
+
+    @rule(data=st.data())
     def startup_to_limit(self, data):
         """START-05: startups past the provider's limit get WSAEPROCLIM
         (there is no cleanup in the model, so a host stays at its limit)."""
