@@ -26,29 +26,48 @@ from sanspi.model.constants import (
     KIND_LOCAL,
     KIND_RDMA,
     MEM_READ,
+    MEM_READWRITE,
     MEM_WRITE,
     OK,
     RECV_DONE,
     RECV_IDLE,
     RECV_POSTED,
+    VALID_FLAGS,
     WSA_IO_PENDING,
     WSA_OPERATION_ABORTED,
 )
 from sanspi.model.ops import Ops
-from sanspi.model.state import HOSTS, Config, Slot, State, empty_slot
-from sanspi.model.transitions import (
-    Step,
-    cached,
-    contains,
-    find,
-    get_ep,
-    grants,
-    live,
-    live_registration,
-    range_mapped,
-    total_length,
-    valid_flags,
-)
+from sanspi.model.state import HOSTS, Config, Endpoint, Slot, State
+from sanspi.model.transitions import Step
+
+
+# --- the clauses' words, stated from the state's fields ----------------------
+#
+# The properties never call the transitions' own helpers (grants,
+# live_registration, contains, find, total_length, range_mapped, ...): a
+# property stated through a helper agrees with that helper when it is wrong.
+# These few definitions say what the clauses say, once more and on purpose.
+
+#: ACC-02, ACC-03: the flags that allow each use of a registration.
+ALLOWING = {MEM_READ: (MEM_READ, MEM_READWRITE), MEM_WRITE: (MEM_WRITE, MEM_READWRITE)}
+
+
+def _allows(ops: Ops, flags: Any, use: int) -> Any:
+    return ops.or_(*[flags == f for f in ALLOWING[use]])
+
+
+def _is_live(ops: Ops, sl: Slot, kind: int, sock: Any, rid: Any) -> Any:
+    """``sl`` is the registration ``rid`` of ``kind`` on ``sock`` and holds a reference."""
+    return ops.and_(sl.used, sl.refs >= 1, sl.kind == kind, sl.sock == sock, sl.rid == rid)
+
+
+def _holds(ops: Ops, sl: Slot, addr: Any, length: Any) -> Any:
+    """Every byte of [addr, addr+length) lies in the registration's range."""
+    return ops.and_(sl.addr <= addr, addr + length <= sl.addr + sl.length)
+
+
+def _endpoint(ops: Ops, s: State, host: Any, sock: Any) -> Endpoint:
+    return ops.select(ops.select(s.hosts, host, s.hosts[0]).eps, sock, Endpoint())
 
 
 def _all_slots(s: State):
@@ -72,7 +91,7 @@ def inv_slots_well_formed(cfg: Config, s: State, ops: Ops) -> Any:
     for _, _, sl in _all_slots(s):
         conds.append(ops.implies(sl.used, ops.and_(
             ops.or_(sl.kind == KIND_LOCAL, sl.kind == KIND_RDMA),
-            valid_flags(ops, sl.flags),
+            ops.or_(*[sl.flags == f for f in VALID_FLAGS]),
             sl.length >= 1, sl.addr >= 0, sl.addr + sl.length <= cfg.memsize,
             sl.sock >= 0, sl.sock < cfg.sockets,
             sl.refs >= 0, sl.rid >= 1, sl.rid < s.next_id,
@@ -84,22 +103,25 @@ def inv_slots_well_formed(cfg: Config, s: State, ops: Ops) -> Any:
 def inv_cached_only_with_cache(cfg: Config, s: State, ops: Ops) -> Any:
     """DEREG-04, CACHE-01: a registration outlives its last reference only in
     a provider that has the cache (and so the callback)."""
-    return ops.and_(*[ops.implies(cached(ops, sl), cfg.has_cache) for _, _, sl in _all_slots(s)])
+    return ops.and_(*[ops.implies(ops.and_(sl.used, sl.refs == 0), cfg.has_cache) for _, _, sl in _all_slots(s)])
 
 
 def inv_pinned(cfg: Config, s: State, ops: Ops) -> Any:
     """CACHE-02, CACHE-04, MEM-04: every registration, cached or live, lies
-    in mapped memory: none overlaps a range the application released."""
-    return ops.and_(*[
-        ops.implies(sl.used, range_mapped(ops, cfg, s.hosts[h], sl.addr, sl.length))
-        for h, _, sl in _all_slots(s)
-    ])
+    in mapped memory: every page holding one of its bytes is mapped."""
+    conds = []
+    for h, _, sl in _all_slots(s):
+        pages = [ops.implies(ops.and_(sl.addr < (p + 1) * cfg.page_size, p * cfg.page_size < sl.addr + sl.length),
+                             s.hosts[h].mapped[p])
+                 for p in range(cfg.pages)]
+        conds.append(ops.implies(sl.used, ops.and_(*pages)))
+    return ops.and_(*conds)
 
 
 def inv_socket_open(cfg: Config, s: State, ops: Ops) -> Any:
     """SOCK-02, CACHE-06: no registration outlives its socket."""
     return ops.and_(*[
-        ops.implies(sl.used, get_ep(ops, s.hosts[h], sl.sock).conn != CLOSED)
+        ops.implies(sl.used, _endpoint(ops, s, h, sl.sock).conn != CLOSED)
         for h, _, sl in _all_slots(s)
     ])
 
@@ -139,9 +161,8 @@ def inv_receives(cfg: Config, s: State, ops: Ops) -> Any:
         for sock, ep in enumerate(host.eps):
             posted = ep.recv == RECV_POSTED
             holder = ops.or_(*[
-                ops.and_(live_registration(ops, sl, KIND_LOCAL, sock, ep.recv_handle),
-                         grants(ops, sl.flags, MEM_WRITE),
-                         contains(ops, sl.addr, sl.length, ep.recv_addr, ep.recv_len))
+                ops.and_(_is_live(ops, sl, KIND_LOCAL, sock, ep.recv_handle), _allows(ops, sl.flags, MEM_WRITE),
+                         _holds(ops, sl, ep.recv_addr, ep.recv_len))
                 for sl in host.slots
             ])
             conds += [
@@ -195,48 +216,84 @@ RDMA_OPS = ("rdma_write", "rdma_read")
 DATA_OPS = RDMA_OPS + ("send",)
 
 
-def _target(ops: Ops, s: State, a: Any) -> tuple[Any, Slot]:
-    """The peer's live RDMA registration the descriptor names, if any."""
-    peer = ops.select(s.hosts, 1 - a.host, s.hosts[0])
-    found, idx = find(ops, peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
-    return found, ops.select(peer.slots, idx, empty_slot())
-
-
-def _local_handles_live(ops: Ops, s: State, a: Any, need: int) -> Any:
-    host = ops.select(s.hosts, a.host, s.hosts[0])
-    conds = []
+def _message_length(a: Any) -> Any:
+    """The bytes a transfer moves: its buffers' lengths added up (RDMA-05, XFER-03)."""
+    total = 0
     for sge in a.sges:
+        total = total + sge.length
+    return total
+
+
+def _targets(ops: Ops, s: State, a: Any) -> list[tuple[Any, Slot]]:
+    """(is the target, slot) for each registration of the peer: the target is
+    the live RDMA registration on this connection the descriptor names."""
+    peer = ops.select(s.hosts, 1 - a.host, s.hosts[0])
+    return [(_is_live(ops, sl, KIND_RDMA, a.sock, a.desc), sl) for sl in peer.slots]
+
+
+def _buffers_allowed(cfg: Config, s: State, a: Any, ops: Ops, use: int) -> Any:
+    """RDMA-03, RDMA-04, XFER-01, ACC-03: 1 to max_sge buffers, each
+    non-empty and inside a live local registration of the socket, named by
+    its handle, that allows ``use``; the caller's end is connected (CONN-02)."""
+    if not 1 <= len(a.sges) <= cfg.max_sge:  # a call's buffer count is its shape
+        return False
+    host = ops.select(s.hosts, a.host, s.hosts[0])
+    conds = [_endpoint(ops, s, a.host, a.sock).conn == CONNECTED]
+    for sge in a.sges:
+        conds.append(sge.length >= 1)
         conds.append(ops.or_(*[
-            ops.and_(live_registration(ops, sl, KIND_LOCAL, a.sock, sge.handle), grants(ops, sl.flags, need),
-                     contains(ops, sl.addr, sl.length, sge.addr, sge.length))
+            ops.and_(_is_live(ops, sl, KIND_LOCAL, a.sock, sge.handle), _allows(ops, sl.flags, use),
+                     _holds(ops, sl, sge.addr, sge.length))
             for sl in host.slots
         ]))
     return ops.and_(*conds)
 
 
-def _transfer_needs_permission(s: State, a: Any, step: Step, ops: Ops, remote: int, local: int) -> Any:
+def _transfer_needs_permission(cfg: Config, s: State, a: Any, step: Step, ops: Ops, remote: int, local: int) -> Any:
     """A successful transfer went through a live RDMA registration of the peer
-    on this connection granting ``remote``, inside it at the offset, with live
-    local buffers of this socket granting ``local``."""
-    found, t = _target(ops, s, a)
-    ok = ops.and_(found, grants(ops, t.flags, remote), a.offset >= 0,
-                  a.offset + total_length(a.sges) <= t.length, _local_handles_live(ops, s, a, local))
-    return ops.implies(step.status == OK, ok)
+    on this connection allowing ``remote``, inside it at the offset, with live
+    local buffers of this socket allowing ``local``."""
+    total = _message_length(a)
+    target = ops.or_(*[
+        ops.and_(is_target, _allows(ops, t.flags, remote), a.offset >= 0, a.offset + total <= t.length)
+        for is_target, t in _targets(ops, s, a)
+    ])
+    return ops.implies(step.status == OK, ops.and_(target, _buffers_allowed(cfg, s, a, ops, local)))
 
 
 def prop_write_needs_permission(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
-    """RDMA-06, ACC-02, ACC-03 (invariant 1): a successful RDMA write goes to a
-    live RDMA registration of the peer on this connection that grants
-    MEM_WRITE, inside it at the offset, from live local sources granting
-    MEM_READ."""
-    return _transfer_needs_permission(s, a, step, ops, MEM_WRITE, MEM_READ) if name == "rdma_write" else True
+    """RDMA-03, RDMA-04, RDMA-06, ACC-02, ACC-03 (invariant 1): a successful
+    RDMA write goes to a live RDMA registration of the peer on this
+    connection that grants MEM_WRITE, inside it at the offset, from live
+    local sources granting MEM_READ."""
+    return _transfer_needs_permission(cfg, s, a, step, ops, MEM_WRITE, MEM_READ) if name == "rdma_write" else True
 
 
 def prop_read_needs_permission(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
-    """RDMA-07, ACC-02, ACC-03 (invariant 2): a successful RDMA read needs
-    MEM_READ on the remote registration and local sinks registered with
-    MEM_WRITE."""
-    return _transfer_needs_permission(s, a, step, ops, MEM_READ, MEM_WRITE) if name == "rdma_read" else True
+    """RDMA-03, RDMA-04, RDMA-07, ACC-02, ACC-03 (invariant 2): a successful
+    RDMA read needs MEM_READ on the remote registration and local sinks
+    registered with MEM_WRITE."""
+    return _transfer_needs_permission(cfg, s, a, step, ops, MEM_READ, MEM_WRITE) if name == "rdma_read" else True
+
+
+def prop_send_needs_permission(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """XFER-01, ACC-03: a successful WSPSend reads only from 1 to max_sge
+    non-empty buffers, each inside a live local registration of the socket
+    (named by its handle) that grants MEM_READ."""
+    if name != "send":
+        return True
+    return ops.implies(step.status == OK, _buffers_allowed(cfg, s, a, ops, MEM_READ))
+
+
+def prop_send_fits_receive(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
+    """XFER-02, XFER-03: a successful WSPSend delivers into a receive posted
+    on the peer's end of the connection, and the whole message fits it (a
+    message longer than the receive fails the connection instead)."""
+    if name != "send":
+        return True
+    pep = _endpoint(ops, s, 1 - a.host, a.sock)
+    return ops.implies(step.status == OK, ops.and_(
+        pep.recv == RECV_POSTED, pep.conn == CONNECTED, _message_length(a) <= pep.recv_len))
 
 
 def prop_no_revived_descriptor(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
@@ -248,8 +305,8 @@ def prop_no_revived_descriptor(cfg: Config, name: str, s: State, a: Any, step: S
     conds = []
     for h in range(HOSTS):
         for pre, post in zip(s.hosts[h].slots, step.next.hosts[h].slots):
-            became_live = ops.and_(live(ops, post), post.kind == KIND_RDMA,
-                                   ops.not_(ops.and_(live(ops, pre), pre.kind == KIND_RDMA, pre.rid == post.rid)))
+            was_live = ops.and_(pre.used, pre.refs >= 1, pre.kind == KIND_RDMA, pre.rid == post.rid)
+            became_live = ops.and_(post.used, post.refs >= 1, post.kind == KIND_RDMA, ops.not_(was_live))
             conds.append(ops.implies(became_live, post.rid >= s.next_id))
     return ops.and_(step.next.next_id >= s.next_id, *conds)
 
@@ -259,7 +316,7 @@ def prop_errored_connection_fails(cfg: Config, name: str, s: State, a: Any, step
     transfer succeeds."""
     if name not in DATA_OPS + ("post_recv",):
         return True
-    ep = get_ep(ops, ops.select(s.hosts, a.host, s.hosts[0]), a.sock)
+    ep = _endpoint(ops, s, a.host, a.sock)
     return ops.implies(ep.conn == ERRORED, ops.and_(step.status != OK, step.status != WSA_IO_PENDING))
 
 
@@ -296,14 +353,15 @@ def written_ranges(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Op
         return [(True, a.host, a.addr, a.length)]
     if name == "alloc":
         return [(True, a.host, a.page * cfg.page_size, a.npages * cfg.page_size)]
-    if name == "rdma_write":
-        _, t = _target(ops, s, a)
-        return [(ok, 1 - a.host, t.addr + a.offset, total_length(a.sges))]
+    if name == "rdma_write":  # the target's bytes from the offset on
+        return [(ops.and_(ok, is_target), 1 - a.host, t.addr + a.offset, _message_length(a))
+                for is_target, t in _targets(ops, s, a)]
     if name == "rdma_read":
         return [(ok, a.host, sge.addr, sge.length) for sge in a.sges]
-    if name == "send":
-        pep = get_ep(ops, ops.select(s.hosts, 1 - a.host, s.hosts[0]), a.sock)
-        return [(ok, 1 - a.host, pep.recv_addr, total_length(a.sges))]
+    if name == "send":  # the posted receive from its start, never past its length
+        pep = _endpoint(ops, s, 1 - a.host, a.sock)
+        total = _message_length(a)
+        return [(ok, 1 - a.host, pep.recv_addr, ops.ite(total <= pep.recv_len, total, pep.recv_len))]
     return []
 
 
@@ -343,6 +401,8 @@ STEP_PROPERTIES: dict[str, Callable[..., Any]] = {
     for f in (
         prop_write_needs_permission,
         prop_read_needs_permission,
+        prop_send_needs_permission,
+        prop_send_fits_receive,
         prop_no_revived_descriptor,
         prop_errored_connection_fails,
         prop_refcount_release,

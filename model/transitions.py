@@ -297,6 +297,11 @@ def check_sges(ops: Ops, cfg: Config, host: Host, sock: Any, sges: tuple, need: 
     return first(ops, cases, OK)
 
 
+def fits_receive(ops: Ops, ep: Endpoint, n: Any) -> Any:
+    """XFER-03: a message of ``n`` bytes fits the receive posted at ``ep``."""
+    return n <= ep.recv_len
+
+
 def total_length(sges: tuple) -> Any:
     total = 0
     for sge in sges:
@@ -635,8 +640,7 @@ def send(cfg: Config, s: State, a: SendArgs, ops: Ops) -> Step:
     conn_status = endpoint_status(ops, ep)
     local = ops.ite(conn_status != OK, conn_status, check_sges(ops, cfg, host, a.sock, a.sges, MEM_READ))
     total = total_length(a.sges)
-    fits = total <= pep.recv_len
-    status = ops.ite(local != OK, local, ops.ite(fits, OK, WSAECONNRESET))
+    status = ops.ite(local != OK, local, ops.ite(fits_receive(ops, pep, total), OK, WSAECONNRESET))
     peer_mem, at = peer.mem, pep.recv_addr
     for sge in a.sges:
         peer_mem = ops.mem_copy(peer_mem, at, host.mem, sge.addr, sge.length)
