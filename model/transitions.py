@@ -27,6 +27,7 @@ from typing import Any, Callable
 import attrs
 
 from sanspi.model.constants import (
+    AT_CALL,
     CLOSED,
     CONNECTED,
     ERRORED,
@@ -43,6 +44,7 @@ from sanspi.model.constants import (
     RECV_DONE,
     RECV_IDLE,
     RECV_POSTED,
+    REFUSED_BY_PEER,
     WSA_IO_PENDING,
     WSA_OPERATION_ABORTED,
     WSAECONNABORTED,
@@ -143,11 +145,13 @@ class CallbackArgs:
 
 @attrs.frozen
 class Sge:
-    """One WSABUFEX: a buffer and the handle it was registered under."""
+    """One WSABUFEX: a buffer and the handle it was registered under, in the
+    SPI's order (``len``, ``buf``, ``handle``; impl/interface.py's WsaBufEx).
+    Build it with keywords."""
 
-    handle: Any
-    addr: Any
     length: Any
+    addr: Any
+    handle: Any
 
 
 @attrs.frozen
@@ -157,7 +161,7 @@ class RdmaArgs:
     sges: tuple  # of Sge; its length is the call's dwBufferCount
     desc: Any  # the target descriptor's id; 0 = garbage or forged
     offset: Any
-    choice: Any = 0
+    choice: Any = AT_CALL  # which outcome RDMA-08 leaves open: AT_CALL or REFUSED_BY_PEER
 
 
 @attrs.frozen
@@ -581,7 +585,8 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
     )
     refused = ops.and_(local == OK, ops.not_(remote_ok))
     status = ops.ite(
-        local != OK, local, ops.ite(remote_ok, OK, ops.ite(a.choice == 0, WSAEINVAL, WSAECONNRESET))
+        local != OK, local,
+        ops.ite(remote_ok, OK, ops.ite(a.choice == AT_CALL, WSAEINVAL, WSAECONNRESET)),
     )
     # The bytes move, in buffer order, between the local buffers and the
     # target at offset (RDMA-06, RDMA-07).
@@ -598,7 +603,7 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
     nxt = ops.ite(status == OK, moved, ops.ite(status == WSAECONNRESET, fail_connection(ops, s, a.sock), s))
     enabled = ops.and_(
         valid_host(ops, a.host),
-        ops.or_(a.choice == 0, ops.and_(refused, a.choice == 1)),
+        ops.or_(a.choice == AT_CALL, ops.and_(refused, a.choice == REFUSED_BY_PEER)),
         True if write else cfg.has_rdma_read,
     )
     return Step(enabled, status, ops.ite(status == OK, total, 0), nxt)
@@ -621,7 +626,7 @@ def post_recv(cfg: Config, s: State, a: RecvArgs, ops: Ops) -> Step:
     conn_status = endpoint_status(ops, ep)
     local = ops.ite(
         conn_status != OK, conn_status,
-        check_sges(ops, cfg, host, a.sock, (Sge(a.handle, a.addr, a.length),), MEM_WRITE),
+        check_sges(ops, cfg, host, a.sock, (Sge(length=a.length, addr=a.addr, handle=a.handle),), MEM_WRITE),
     )
     status = ops.ite(local == OK, WSA_IO_PENDING, local)
     posted = attrs.evolve(ep, recv=RECV_POSTED, recv_handle=a.handle, recv_addr=a.addr, recv_len=a.length)
@@ -673,7 +678,7 @@ class Transition:
     args: type
     clauses: tuple[str, ...]
     spi: bool  # an SPI call (True) or an event of the environment (False)
-    choices: int = 1  # outcomes the SPI leaves open (RDMA-08)
+    choices: int = 1  # outcomes the SPI leaves open (RDMA-08): AT_CALL, REFUSED_BY_PEER
 
 
 TRANSITIONS: dict[str, Transition] = {
