@@ -70,10 +70,20 @@ def _endpoint(ops: Ops, s: State, host: Any, sock: Any) -> Endpoint:
     return ops.select(ops.select(s.hosts, host, s.hosts[0]).eps, sock, Endpoint())
 
 
-def _all_slots(s: State):
-    for h in range(HOSTS):
-        for i, sl in enumerate(s.hosts[h].slots):
-            yield h, i, sl
+def _every_slot(ops: Ops, s: State, pred: Callable[[int, Slot], Any]) -> Any:
+    """pred(host, registration) for every registration of both hosts."""
+    return ops.and_(*[ops.forall(s.hosts[h].slots, lambda sl, h=h: pred(h, sl)) for h in range(HOSTS)])
+
+
+def _every_slot_change(ops: Ops, s: State, after: State, pred: Callable[[Slot, Slot], Any],
+                       host: int | None = None) -> Any:
+    """pred(before, after) for slot i of ``s`` and slot i of ``after``, for
+    every slot of both hosts (or of ``host``)."""
+    def at(h: int) -> Any:
+        return ops.forall_at(s.hosts[h].slots,
+                             lambda i, pre: pred(pre, ops.select(after.hosts[h].slots, i, Slot())))
+
+    return ops.and_(*[at(h) for h in (range(HOSTS) if host is None else (host,))])
 
 
 def _is_empty(ops: Ops, sl: Slot) -> Any:
@@ -87,67 +97,67 @@ def inv_slots_well_formed(cfg: Config, s: State, ops: Ops) -> Any:
     """REG-02, REG-04, ACC-01: a registration has a kind, valid flags, a
     non-empty range inside the address space, a socket and an issued id;
     an unused slot is all zeros. Reference counts are never negative."""
-    conds = []
-    for _, _, sl in _all_slots(s):
-        conds.append(ops.implies(sl.used, ops.and_(
+    def well_formed(_: int, sl: Slot) -> Any:
+        return ops.ite(sl.used, ops.and_(
             ops.or_(sl.kind == KIND_LOCAL, sl.kind == KIND_RDMA),
             ops.or_(*[sl.flags == f for f in VALID_FLAGS]),
             sl.length >= 1, sl.addr >= 0, sl.addr + sl.length <= cfg.memsize,
             sl.sock >= 0, sl.sock < cfg.sockets,
             sl.refs >= 0, sl.rid >= 1, sl.rid < s.next_id,
-        )))
-        conds.append(ops.implies(ops.not_(sl.used), _is_empty(ops, sl)))
-    return ops.and_(s.next_id >= 1, *conds)
+        ), _is_empty(ops, sl))
+
+    return ops.and_(s.next_id >= 1, _every_slot(ops, s, well_formed))
 
 
 def inv_cached_only_with_cache(cfg: Config, s: State, ops: Ops) -> Any:
     """DEREG-04, CACHE-01: a registration outlives its last reference only in
     a provider that has the cache (and so the callback)."""
-    return ops.and_(*[ops.implies(ops.and_(sl.used, sl.refs == 0), cfg.has_cache) for _, _, sl in _all_slots(s)])
+    return _every_slot(ops, s, lambda _, sl: ops.implies(ops.and_(sl.used, sl.refs == 0), cfg.has_cache))
 
 
 def inv_pinned(cfg: Config, s: State, ops: Ops) -> Any:
     """CACHE-02, CACHE-04, MEM-04: every registration, cached or live, lies
     in mapped memory: every page holding one of its bytes is mapped."""
-    conds = []
-    for h, _, sl in _all_slots(s):
-        pages = [ops.implies(ops.and_(sl.addr < (p + 1) * cfg.page_size, p * cfg.page_size < sl.addr + sl.length),
-                             s.hosts[h].mapped[p])
-                 for p in range(cfg.pages)]
-        conds.append(ops.implies(sl.used, ops.and_(*pages)))
-    return ops.and_(*conds)
+    def pinned(h: int, sl: Slot) -> Any:
+        def page(p: Any, mapped: Any) -> Any:
+            holds_a_byte = ops.and_(sl.addr < (p + 1) * cfg.page_size, p * cfg.page_size < sl.addr + sl.length)
+            return ops.implies(holds_a_byte, mapped)
+
+        return ops.implies(sl.used, ops.forall_at(s.hosts[h].mapped, page))
+
+    return _every_slot(ops, s, pinned)
 
 
 def inv_socket_open(cfg: Config, s: State, ops: Ops) -> Any:
     """SOCK-02, CACHE-06: no registration outlives its socket."""
-    return ops.and_(*[
-        ops.implies(sl.used, _endpoint(ops, s, h, sl.sock).conn != CLOSED)
-        for h, _, sl in _all_slots(s)
-    ])
+    return _every_slot(ops, s, lambda h, sl: ops.implies(sl.used, _endpoint(ops, s, h, sl.sock).conn != CLOSED))
 
 
 def inv_unique_ids(cfg: Config, s: State, ops: Ops) -> Any:
     """REG-07: handles and descriptor ids are unique among registrations of
     both hosts."""
-    slots = list(_all_slots(s))
-    return ops.and_(*[
-        ops.implies(ops.and_(a.used, b.used), a.rid != b.rid)
-        for n, (_, _, a) in enumerate(slots) for (_, _, b) in slots[n + 1:]
-    ])
+    def distinct(a: Slot, b: Slot) -> Any:
+        return ops.implies(ops.and_(a.used, b.used), a.rid != b.rid)
+
+    mine, theirs = s.hosts[0].slots, s.hosts[1].slots
+    within = [ops.forall_at(t, lambda i, a, t=t: ops.forall_at(t, lambda j, b: ops.implies(i < j, distinct(a, b))))
+              for t in (mine, theirs)]
+    across = ops.forall(mine, lambda a: ops.forall(theirs, lambda b: distinct(a, b)))
+    return ops.and_(*within, across)
 
 
 def inv_unique_keys(cfg: Config, s: State, ops: Ops) -> Any:
     """REG-05, CACHE-02: one registration per (kind, socket, buffer, flags)
     on a host, so a repeated registration has exactly one entry to count on."""
-    conds = []
-    for h in range(HOSTS):
-        slots = s.hosts[h].slots
-        for i, a in enumerate(slots):
-            for b in slots[i + 1:]:
-                same = ops.and_(a.used, b.used, a.kind == b.kind, a.sock == b.sock,
-                                a.addr == b.addr, a.length == b.length, a.flags == b.flags)
-                conds.append(ops.not_(same))
-    return ops.and_(*conds)
+    def distinct(i: Any, a: Slot, j: Any, b: Slot) -> Any:
+        same = ops.and_(i < j, a.used, b.used, a.kind == b.kind, a.sock == b.sock,
+                        a.addr == b.addr, a.length == b.length, a.flags == b.flags)
+        return ops.not_(same)
+
+    return ops.and_(*[
+        ops.forall_at(t, lambda i, a, t=t: ops.forall_at(t, lambda j, b: distinct(i, a, j, b)))
+        for t in (s.hosts[h].slots for h in range(HOSTS))
+    ])
 
 
 def inv_receives(cfg: Config, s: State, ops: Ops) -> Any:
@@ -155,38 +165,34 @@ def inv_receives(cfg: Config, s: State, ops: Ops) -> Any:
     endpoint in a live local registration of its socket that grants
     MEM_WRITE; a completed one holds data or was flushed; an endpoint holds
     no receive fields it is not using."""
-    conds = []
-    for h in range(HOSTS):
-        host = s.hosts[h]
-        for sock, ep in enumerate(host.eps):
-            posted = ep.recv == RECV_POSTED
-            holder = ops.or_(*[
-                ops.and_(_is_live(ops, sl, KIND_LOCAL, sock, ep.recv_handle), _allows(ops, sl.flags, MEM_WRITE),
-                         _holds(ops, sl, ep.recv_addr, ep.recv_len))
-                for sl in host.slots
-            ])
-            conds += [
-                ops.or_(ep.recv == RECV_IDLE, posted, ep.recv == RECV_DONE),
-                ops.implies(posted, ops.and_(ep.conn == CONNECTED, ep.recv_len >= 1, holder)),
-                ops.implies(ops.not_(posted),
-                            ops.and_(ep.recv_handle == 0, ep.recv_addr == 0, ep.recv_len == 0)),
-                ops.implies(ep.recv == RECV_IDLE, ops.and_(ep.recv_status == 0, ep.recv_bytes == 0)),
-                # a completed receive got data (0) or was flushed (WSA_OPERATION_ABORTED, no bytes)
-                ops.implies(ep.recv == RECV_DONE, ops.or_(
-                    ops.and_(ep.recv_status == OK, ep.recv_bytes >= 1),
-                    ops.and_(ep.recv_status == WSA_OPERATION_ABORTED, ep.recv_bytes == 0))),
-                ops.implies(ep.conn == CLOSED, ep.recv == RECV_IDLE),
-            ]
-    return ops.and_(*conds)
+    def endpoint(h: int, sock: Any, ep: Endpoint) -> Any:
+        posted = ep.recv == RECV_POSTED
+        holder = ops.exists(s.hosts[h].slots, lambda sl: ops.and_(
+            _is_live(ops, sl, KIND_LOCAL, sock, ep.recv_handle), _allows(ops, sl.flags, MEM_WRITE),
+            _holds(ops, sl, ep.recv_addr, ep.recv_len)))
+        return ops.and_(
+            ops.or_(ep.recv == RECV_IDLE, posted, ep.recv == RECV_DONE),
+            ops.implies(posted, ops.and_(ep.conn == CONNECTED, ep.recv_len >= 1, holder)),
+            ops.implies(ops.not_(posted), ops.and_(ep.recv_handle == 0, ep.recv_addr == 0, ep.recv_len == 0)),
+            ops.implies(ep.recv == RECV_IDLE, ops.and_(ep.recv_status == 0, ep.recv_bytes == 0)),
+            # a completed receive got data (0) or was flushed (WSA_OPERATION_ABORTED, no bytes)
+            ops.implies(ep.recv == RECV_DONE, ops.or_(
+                ops.and_(ep.recv_status == OK, ep.recv_bytes >= 1),
+                ops.and_(ep.recv_status == WSA_OPERATION_ABORTED, ep.recv_bytes == 0))),
+            ops.implies(ep.conn == CLOSED, ep.recv == RECV_IDLE),
+        )
+
+    return ops.and_(*[ops.forall_at(s.hosts[h].eps, lambda sock, ep, h=h: endpoint(h, sock, ep))
+                      for h in range(HOSTS)])
 
 
 def inv_connections_symmetric(cfg: Config, s: State, ops: Ops) -> Any:
     """SOCK-01, CONN-01: both ends of a connection are in the same state."""
-    a, b = s.hosts[0].eps, s.hosts[1].eps
-    return ops.and_(*[
-        ops.and_(ops.or_(x.conn == CLOSED, x.conn == CONNECTED, x.conn == ERRORED), x.conn == y.conn)
-        for x, y in zip(a, b)
-    ])
+    def same(sock: Any, x: Endpoint) -> Any:
+        y = ops.select(s.hosts[1].eps, sock, Endpoint())
+        return ops.and_(ops.or_(x.conn == CLOSED, x.conn == CONNECTED, x.conn == ERRORED), x.conn == y.conn)
+
+    return ops.forall_at(s.hosts[0].eps, same)
 
 
 def inv_startups_bounded(cfg: Config, s: State, ops: Ops) -> Any:
@@ -224,11 +230,11 @@ def _message_length(a: Any) -> Any:
     return total
 
 
-def _targets(ops: Ops, s: State, a: Any) -> list[tuple[Any, Slot]]:
-    """(is the target, slot) for each registration of the peer: the target is
-    the live RDMA registration on this connection the descriptor names."""
+def _some_target(ops: Ops, s: State, a: Any, pred: Callable[[Slot], Any]) -> Any:
+    """Some registration of the peer is the target, the live RDMA
+    registration on this connection the descriptor names, and has ``pred``."""
     peer = ops.select(s.hosts, 1 - a.host, s.hosts[0])
-    return [(_is_live(ops, sl, KIND_RDMA, a.sock, a.desc), sl) for sl in peer.slots]
+    return ops.exists(peer.slots, lambda t: ops.and_(_is_live(ops, t, KIND_RDMA, a.sock, a.desc), pred(t)))
 
 
 def _buffers_allowed(cfg: Config, s: State, a: Any, ops: Ops, use: int) -> Any:
@@ -241,11 +247,9 @@ def _buffers_allowed(cfg: Config, s: State, a: Any, ops: Ops, use: int) -> Any:
     conds = [_endpoint(ops, s, a.host, a.sock).conn == CONNECTED]
     for sge in a.sges:
         conds.append(sge.length >= 1)
-        conds.append(ops.or_(*[
-            ops.and_(_is_live(ops, sl, KIND_LOCAL, a.sock, sge.handle), _allows(ops, sl.flags, use),
-                     _holds(ops, sl, sge.addr, sge.length))
-            for sl in host.slots
-        ]))
+        conds.append(ops.exists(host.slots, lambda sl, sge=sge: ops.and_(
+            _is_live(ops, sl, KIND_LOCAL, a.sock, sge.handle), _allows(ops, sl.flags, use),
+            _holds(ops, sl, sge.addr, sge.length))))
     return ops.and_(*conds)
 
 
@@ -254,10 +258,8 @@ def _transfer_needs_permission(cfg: Config, s: State, a: Any, step: Step, ops: O
     on this connection allowing ``remote``, inside it at the offset, with live
     local buffers of this socket allowing ``local``."""
     total = _message_length(a)
-    target = ops.or_(*[
-        ops.and_(is_target, _allows(ops, t.flags, remote), a.offset >= 0, a.offset + total <= t.length)
-        for is_target, t in _targets(ops, s, a)
-    ])
+    target = _some_target(ops, s, a, lambda t: ops.and_(
+        _allows(ops, t.flags, remote), a.offset >= 0, a.offset + total <= t.length))
     return ops.implies(step.status == OK, ops.and_(target, _buffers_allowed(cfg, s, a, ops, local)))
 
 
@@ -302,13 +304,12 @@ def prop_no_revived_descriptor(cfg: Config, name: str, s: State, a: Any, step: S
     never issued before. With prop_*_needs_permission (success only through
     live registrations) no operation succeeds through a descriptor after its
     deregistration or the callback's release."""
-    conds = []
-    for h in range(HOSTS):
-        for pre, post in zip(s.hosts[h].slots, step.next.hosts[h].slots):
-            was_live = ops.and_(pre.used, pre.refs >= 1, pre.kind == KIND_RDMA, pre.rid == post.rid)
-            became_live = ops.and_(post.used, post.refs >= 1, post.kind == KIND_RDMA, ops.not_(was_live))
-            conds.append(ops.implies(became_live, post.rid >= s.next_id))
-    return ops.and_(step.next.next_id >= s.next_id, *conds)
+    def stays_dead(pre: Slot, post: Slot) -> Any:
+        was_live = ops.and_(pre.used, pre.refs >= 1, pre.kind == KIND_RDMA, pre.rid == post.rid)
+        became_live = ops.and_(post.used, post.refs >= 1, post.kind == KIND_RDMA, ops.not_(was_live))
+        return ops.implies(became_live, post.rid >= s.next_id)
+
+    return ops.and_(step.next.next_id >= s.next_id, _every_slot_change(ops, s, step.next, stays_dead))
 
 
 def prop_errored_connection_fails(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
@@ -325,75 +326,89 @@ def prop_refcount_release(cfg: Config, name: str, s: State, a: Any, step: Step, 
     registration disappears only when its last reference is dropped by a
     provider without cache, or when its socket closes; a cached one only by
     the callback or close."""
-    conds = []
-    for h in range(HOSTS):
-        for pre, post in zip(s.hosts[h].slots, step.next.hosts[h].slots):
-            gone = ops.and_(pre.used, ops.not_(post.used))
-            if name == "close":
-                allowed = pre.sock == a.conn
-            elif name in ("deregister_memory", "deregister_rdma_memory"):
-                allowed = ops.and_(pre.refs == 1, ops.not_(cfg.has_cache))
-            elif name in ("cache_callback", "free"):
-                allowed = pre.refs == 0
-            else:
-                allowed = False
-            conds.append(ops.implies(gone, allowed))
-            # a count changes by at most one per call
-            conds.append(ops.implies(ops.and_(pre.used, post.used, pre.rid == post.rid),
-                                     ops.or_(post.refs == pre.refs, post.refs == pre.refs + 1,
-                                             post.refs == pre.refs - 1)))
-    return ops.and_(*conds)
+    def released_only_so(pre: Slot, post: Slot) -> Any:
+        gone = ops.and_(pre.used, ops.not_(post.used))
+        if name == "close":
+            allowed = pre.sock == a.conn
+        elif name in ("deregister_memory", "deregister_rdma_memory"):
+            allowed = ops.and_(pre.refs == 1, ops.not_(cfg.has_cache))
+        elif name in ("cache_callback", "free"):
+            allowed = pre.refs == 0
+        else:
+            allowed = False
+        # a count changes by at most one per call
+        by_one = ops.implies(ops.and_(pre.used, post.used, pre.rid == post.rid),
+                             ops.or_(post.refs == pre.refs, post.refs == pre.refs + 1, post.refs == pre.refs - 1))
+        return ops.and_(ops.implies(gone, allowed), by_one)
+
+    return _every_slot_change(ops, s, step.next, released_only_so)
 
 
-def written_ranges(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> list[tuple[Any, Any, Any, Any]]:
-    """(when, host, addr, length): where a step may change memory (MEM-03,
-    MEM-01, RDMA-06, RDMA-07, XFER-03). Anything else must stay as it was."""
+def may_write(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops, host: int, i: Any) -> Any:
+    """May the step change byte ``i`` of ``host``? (MEM-03, MEM-01, RDMA-06,
+    RDMA-07, XFER-03.) Anything else must stay as it was."""
     ok = step.status == OK
+
+    def inside(h: Any, addr: Any, length: Any) -> Any:
+        return ops.and_(h == host, addr <= i, i < addr + length)
+
     if name == "app_write":
-        return [(True, a.host, a.addr, a.length)]
+        return inside(a.host, a.addr, a.length)
     if name == "alloc":
-        return [(True, a.host, a.page * cfg.page_size, a.npages * cfg.page_size)]
+        return inside(a.host, a.page * cfg.page_size, a.npages * cfg.page_size)
     if name == "rdma_write":  # the target's bytes from the offset on
-        return [(ops.and_(ok, is_target), 1 - a.host, t.addr + a.offset, _message_length(a))
-                for is_target, t in _targets(ops, s, a)]
+        total = _message_length(a)
+        return ops.and_(ok, _some_target(ops, s, a, lambda t: inside(1 - a.host, t.addr + a.offset, total)))
     if name == "rdma_read":
-        return [(ok, a.host, sge.addr, sge.length) for sge in a.sges]
+        return ops.and_(ok, ops.or_(*[inside(a.host, sge.addr, sge.length) for sge in a.sges]))
     if name == "send":  # the posted receive from its start, never past its length
         pep = _endpoint(ops, s, 1 - a.host, a.sock)
         total = _message_length(a)
-        return [(ok, 1 - a.host, pep.recv_addr, ops.ite(total <= pep.recv_len, total, pep.recv_len))]
-    return []
+        return ops.and_(ok, inside(1 - a.host, pep.recv_addr, ops.ite(total <= pep.recv_len, total, pep.recv_len)))
+    return False
 
 
 def frame_condition(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops, host: int, i: Any) -> Any:
-    """Invariant 8 at one byte: byte ``i`` of ``host`` changes only inside a
-    range the step writes."""
+    """Invariant 8 at one byte: byte ``i`` of ``host`` changes only where the
+    step may write."""
     changed = ops.mem_get(step.next.hosts[host].mem, i) != ops.mem_get(s.hosts[host].mem, i)
-    inside = [ops.and_(when, h == host, addr <= i, i < addr + length)
-              for when, h, addr, length in written_ranges(cfg, name, s, a, step, ops)]
-    return ops.implies(changed, ops.or_(*inside))
-
-
-def _total_refs(s: State) -> Any:
-    total = 0
-    for _, _, sl in _all_slots(s):
-        total = total + sl.refs
-    return total
+    return ops.implies(changed, may_write(cfg, name, s, a, step, ops, host, i))
 
 
 def prop_refcount_accounting(cfg: Config, name: str, s: State, a: Any, step: Step, ops: Ops) -> Any:
-    """REG-05, RREG-04, DEREG-02, RDEREG-03: a successful registration adds
-    exactly one reference, a successful deregistration drops exactly one;
-    no other SPI call changes a count except close, which drops them all."""
-    before, after = _total_refs(s), _total_refs(step.next)
+    """REG-05, RREG-04, DEREG-02, RDEREG-03, counted per registration: a
+    successful registration adds one reference to the registration of its
+    key (kind, socket, buffer, flags), which exists afterwards, and changes
+    no other count; a successful deregistration drops one from the live
+    registration it names, which existed, and changes no other; close only
+    drops counts; nothing else changes one."""
     ok = step.status == OK
+    kind = {"register_memory": KIND_LOCAL, "deregister_memory": KIND_LOCAL,
+            "register_rdma_memory": KIND_RDMA, "deregister_rdma_memory": KIND_RDMA}.get(name)
     if name in ("register_memory", "register_rdma_memory"):
-        return ops.ite(ok, after == before + 1, after == before)
+        def keyed(sl: Slot) -> Any:
+            return ops.and_(sl.used, sl.kind == kind, sl.sock == a.sock, sl.addr == a.addr,
+                            sl.length == a.length, sl.flags == a.flags)
+
+        def counted(h: int) -> Any:
+            return _every_slot_change(ops, s, step.next, lambda pre, post: ops.ite(
+                ops.and_(ok, h == a.host, keyed(post)), post.refs == pre.refs + 1, post.refs == pre.refs), h)
+
+        made = ops.exists(ops.select(step.next.hosts, a.host, step.next.hosts[0]).slots, keyed)
+        return ops.and_(ops.implies(ok, made), *[counted(h) for h in range(HOSTS)])
     if name in ("deregister_memory", "deregister_rdma_memory"):
-        return ops.ite(ok, after == before - 1, after == before)
+        def named(sl: Slot) -> Any:
+            return _is_live(ops, sl, kind, a.sock, a.rid)
+
+        def counted(h: int) -> Any:
+            return _every_slot_change(ops, s, step.next, lambda pre, post: ops.ite(
+                ops.and_(ok, h == a.host, named(pre)), post.refs == pre.refs - 1, post.refs == pre.refs), h)
+
+        existed = ops.exists(ops.select(s.hosts, a.host, s.hosts[0]).slots, named)
+        return ops.and_(ops.implies(ok, existed), *[counted(h) for h in range(HOSTS)])
     if name == "close":
-        return after <= before
-    return after == before
+        return _every_slot_change(ops, s, step.next, lambda pre, post: post.refs <= pre.refs)
+    return _every_slot_change(ops, s, step.next, lambda pre, post: post.refs == pre.refs)
 
 
 STEP_PROPERTIES: dict[str, Callable[..., Any]] = {

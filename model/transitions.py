@@ -230,18 +230,10 @@ def grants(ops: Ops, flags: Any, need: int) -> Any:
 
 def range_mapped(ops: Ops, cfg: Config, host: Host, addr: Any, length: Any) -> Any:
     """MEM-02: [addr, addr+length) lies wholly in mapped pages."""
-    pages = [
-        ops.implies(overlaps(ops, addr, length, p * cfg.page_size, cfg.page_size), host.mapped[p])
-        for p in range(cfg.pages)
-    ]
-    return ops.and_(addr >= 0, addr + length <= cfg.memsize, *pages)
+    def page_ok(p: Any, mapped: Any) -> Any:
+        return ops.implies(overlaps(ops, addr, length, p * cfg.page_size, cfg.page_size), mapped)
 
-
-def find(ops: Ops, slots: tuple, pred: Callable[[Slot], Any]) -> tuple[Any, Any]:
-    """(found, index of the first slot satisfying pred)."""
-    found = ops.or_(*[pred(sl) for sl in slots])
-    index = first(ops, [(pred(sl), i) for i, sl in enumerate(slots)], 0)
-    return found, index
+    return ops.and_(addr >= 0, addr + length <= cfg.memsize, ops.forall_at(host.mapped, page_ok))
 
 
 def live(ops: Ops, sl: Slot) -> Any:
@@ -290,7 +282,7 @@ def check_sges(ops: Ops, cfg: Config, host: Host, sock: Any, sges: tuple, need: 
         return WSAEINVAL
     cases = []
     for sge in sges:
-        found, idx = find(ops, host.slots, lambda sl: live_registration(ops, sl, KIND_LOCAL, sock, sge.handle))
+        found, idx = ops.find(host.slots, lambda sl: live_registration(ops, sl, KIND_LOCAL, sock, sge.handle))
         reg = ops.select(host.slots, idx, empty_slot())
         cases += [
             (ops.not_(found), WSAEINVAL),
@@ -404,7 +396,7 @@ def close(cfg: Config, s: State, a: ConnArgs, ops: Ops) -> Step:
     nxt = s
     for h in (0, 1):
         host = nxt.hosts[h]
-        slots = tuple(ops.ite(released_at_close(ops, sl, a.conn), empty_slot(), sl) for sl in host.slots)
+        slots = ops.map(host.slots, lambda sl: ops.ite(released_at_close(ops, sl, a.conn), empty_slot(), sl))
         host = attrs.evolve(put_ep(ops, host, a.conn, closed_endpoint()), slots=slots)
         nxt = put_host(ops, nxt, h, host)
     return Step(enabled, OK, 0, nxt)
@@ -413,8 +405,10 @@ def close(cfg: Config, s: State, a: ConnArgs, ops: Ops) -> Step:
 # --- the application's address space (environment) ---------------------------
 
 
-def _page_range(ops: Ops, cfg: Config, a: PagesArgs) -> tuple[list, Any]:
-    inside = [ops.and_(a.page <= p, p < a.page + a.npages) for p in range(cfg.pages)]
+def _page_range(ops: Ops, cfg: Config, a: PagesArgs) -> tuple[Callable[[Any], Any], Any]:
+    def inside(p: Any) -> Any:
+        return ops.and_(a.page <= p, p < a.page + a.npages)
+
     bounds = ops.and_(valid_host(ops, a.host), a.npages >= 1, a.page >= 0, a.page + a.npages <= cfg.pages)
     return inside, bounds
 
@@ -423,8 +417,8 @@ def alloc(cfg: Config, s: State, a: PagesArgs, ops: Ops) -> Step:
     """MEM-01: the application maps zero-filled pages (possibly where it freed before)."""
     host = get_host(ops, s, a.host)
     inside, bounds = _page_range(ops, cfg, a)
-    free_now = ops.and_(*[ops.implies(inside[p], ops.not_(host.mapped[p])) for p in range(cfg.pages)])
-    mapped = tuple(ops.or_(inside[p], host.mapped[p]) for p in range(cfg.pages))
+    free_now = ops.forall_at(host.mapped, lambda p, m: ops.implies(inside(p), ops.not_(m)))
+    mapped = ops.map_at(host.mapped, lambda p, m: ops.or_(inside(p), m))
     mem = ops.mem_zero(host.mem, a.page * cfg.page_size, a.npages * cfg.page_size)
     nxt = put_host(ops, s, a.host, attrs.evolve(host, mapped=mapped, mem=mem))
     return Step(ops.and_(bounds, free_now), OK, 0, nxt)
@@ -436,15 +430,15 @@ def free(cfg: Config, s: State, a: PagesArgs, ops: Ops) -> Step:
     whatever that answers; it never frees memory it still has registered."""
     host = get_host(ops, s, a.host)
     inside, bounds = _page_range(ops, cfg, a)
-    all_mapped = ops.and_(*[ops.implies(inside[p], host.mapped[p]) for p in range(cfg.pages)])
+    all_mapped = ops.forall_at(host.mapped, lambda p, m: ops.implies(inside(p), m))
     start, size = a.page * cfg.page_size, a.npages * cfg.page_size
-    none_live = ops.and_(
-        *[ops.not_(ops.and_(live(ops, sl), overlaps(ops, sl.addr, sl.length, start, size))) for sl in host.slots]
+    none_live = ops.forall(
+        host.slots, lambda sl: ops.not_(ops.and_(live(ops, sl), overlaps(ops, sl.addr, sl.length, start, size)))
     )
     released = cache_callback(cfg, s, CallbackArgs(a.host, start, size), ops)
     after = ops.ite(released.status == OK, released.next, s) if cfg.has_cache else s
     host = get_host(ops, after, a.host)
-    mapped = tuple(ops.and_(ops.not_(inside[p]), host.mapped[p]) for p in range(cfg.pages))
+    mapped = ops.map_at(host.mapped, lambda p, m: ops.and_(ops.not_(inside(p)), m))
     nxt = put_host(ops, after, a.host, attrs.evolve(host, mapped=mapped))
     status = released.status if cfg.has_cache else OK
     return Step(ops.and_(bounds, all_mapped, none_live), status, 0, nxt)
@@ -473,9 +467,9 @@ def _register(cfg: Config, s: State, a: Any, ops: Ops, kind: int, desc_len: Any)
             sl.length == a.length, sl.flags == a.flags,
         )
 
-    live_found, live_idx = find(ops, host.slots, lambda sl: ops.and_(same_key(sl), sl.refs > 0))
-    cached_found, cached_idx = find(ops, host.slots, lambda sl: ops.and_(same_key(sl), sl.refs == 0))
-    free_found, free_idx = find(ops, host.slots, lambda sl: ops.not_(sl.used))
+    live_found, live_idx = ops.find(host.slots, lambda sl: ops.and_(same_key(sl), sl.refs > 0))
+    cached_found, cached_idx = ops.find(host.slots, lambda sl: ops.and_(same_key(sl), sl.refs == 0))
+    free_found, free_idx = ops.find(host.slots, lambda sl: ops.not_(sl.used))
     range_ok = range_mapped(ops, cfg, host, a.addr, a.length)
     checks = [
         (ep.conn != CONNECTED, WSAENOTCONN),
@@ -521,7 +515,7 @@ def register_rdma_memory(cfg: Config, s: State, a: RegisterRdmaArgs, ops: Ops) -
 def _deregister(cfg: Config, s: State, a: DeregisterArgs, ops: Ops, kind: int) -> Step:
     host = get_host(ops, s, a.host)
     ep = get_ep(ops, host, a.sock)
-    found, idx = find(ops, host.slots, lambda sl: live_registration(ops, sl, kind, a.sock, a.rid))
+    found, idx = ops.find(host.slots, lambda sl: live_registration(ops, sl, kind, a.sock, a.rid))
     in_use = False
     if kind == KIND_LOCAL:  # DEREG-03: a posted receive is using the buffer
         in_use = ops.and_(ep.recv == RECV_POSTED, ep.recv_handle == a.rid)
@@ -553,10 +547,10 @@ def cache_callback(cfg: Config, s: State, a: CallbackArgs, ops: Ops) -> Step:
     def hits(sl: Slot) -> Any:
         return callback_hits(ops, sl, a.addr, a.size)
 
-    pinned_live = ops.or_(*[ops.and_(live(ops, sl), hits(sl)) for sl in host.slots])
-    any_cached = ops.or_(*[ops.and_(cached(ops, sl), hits(sl)) for sl in host.slots])
+    pinned_live = ops.exists(host.slots, lambda sl: ops.and_(live(ops, sl), hits(sl)))
+    any_cached = ops.exists(host.slots, lambda sl: ops.and_(cached(ops, sl), hits(sl)))
     status = first(ops, [(pinned_live, WSAEFAULT), (ops.not_(any_cached), WSAEINVAL)], OK)
-    slots = tuple(ops.ite(ops.and_(cached(ops, sl), hits(sl)), empty_slot(), sl) for sl in host.slots)
+    slots = ops.map(host.slots, lambda sl: ops.ite(ops.and_(cached(ops, sl), hits(sl)), empty_slot(), sl))
     nxt = put_host(ops, s, a.host, attrs.evolve(host, slots=slots))
     enabled = ops.and_(valid_host(ops, a.host), cfg.has_cache)
     return Step(enabled, status, 0, ops.ite(status == OK, nxt, s))
@@ -577,7 +571,7 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
         check_sges(ops, cfg, host, a.sock, a.sges, MEM_READ if write else MEM_WRITE),
     )
     total = total_length(a.sges)
-    found, idx = find(ops, peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
+    found, idx = ops.find(peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
     target = ops.select(peer.slots, idx, empty_slot())
     remote_ok = ops.and_(
         found, within(ops, a.offset, total, target.length),

@@ -75,9 +75,10 @@ def _keep_refs(fn):
         step = fn(cfg, s, a, ops)
         hosts = []
         for before, after in zip(s.hosts, step.next.hosts):
-            slots = tuple(ops.ite(ops.and_(p.used, q.used, p.rid == q.rid), attrs.evolve(q, refs=p.refs), q)
-                          for p, q in zip(before.slots, after.slots))
-            hosts.append(attrs.evolve(after, slots=slots))
+            def kept(i, q, before=before):
+                p = ops.select(before.slots, i, T.empty_slot())
+                return ops.ite(ops.and_(p.used, q.used, p.rid == q.rid), attrs.evolve(q, refs=p.refs), q)
+            hosts.append(attrs.evolve(after, slots=ops.map_at(after.slots, kept)))
         return attrs.evolve(step, next=attrs.evolve(step.next, hosts=tuple(hosts)))
     return buggy
 
@@ -182,9 +183,8 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
               patches={"total_length": lambda sges: sum((g.length for g in sges[:-1]), 0)}),
     SeededBug("range-checks-first-page", "MEM-02", "range_mapped() checks only the page of the first byte",
               patches={"range_mapped": lambda ops, cfg, host, addr, length: ops.and_(
-                  addr >= 0, addr + length <= cfg.memsize,
-                  *[ops.implies(ops.and_(p * cfg.page_size <= addr, addr < (p + 1) * cfg.page_size), host.mapped[p])
-                    for p in range(cfg.pages)])}),
+                  addr >= 0, addr + length <= cfg.memsize, ops.forall_at(host.mapped, lambda p, m: ops.implies(
+                      ops.and_(p * cfg.page_size <= addr, addr < (p + 1) * cfg.page_size), m)))}),
     SeededBug("valid-flags-admits-zero", "ACC-01", "valid_flags() admits flags 0",
               patches={"valid_flags": lambda ops, flags: ops.and_(flags >= 0, flags <= 3)}),
 )

@@ -108,6 +108,31 @@ class Z3Ops:
             return tuple(seq[:index]) + (value,) + tuple(seq[index + 1:])
         return tuple(self.ite(index == k, value, x) for k, x in enumerate(seq))
 
+    # --- collections of a fixed length: unrolled
+
+    def exists(self, seq, pred):
+        return self.or_(*[pred(x) for x in seq])
+
+    def forall(self, seq, pred):
+        return self.and_(*[pred(x) for x in seq])
+
+    def forall_at(self, seq, pred):
+        return self.and_(*[pred(i, x) for i, x in enumerate(seq)])
+
+    def find(self, seq, pred):
+        """(some element satisfies pred, the index of the first one, 0 if none)."""
+        conds = [pred(x) for x in seq]
+        index = 0
+        for i in reversed(range(len(conds))):
+            index = self.ite(conds[i], i, index)
+        return self.or_(*conds), index
+
+    def map(self, seq, fn):
+        return tuple(fn(x) for x in seq)
+
+    def map_at(self, seq, fn):
+        return tuple(fn(i, x) for i, x in enumerate(seq))
+
     def mem_get(self, mem, at):
         return z3.Select(_lift(mem), at)
 
