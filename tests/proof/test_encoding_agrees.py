@@ -211,17 +211,20 @@ def exchange(draw, m: Model):
     return steps
 
 
-def test_symbolic_and_concrete_runs_agree():
+def drive(compare, max_examples: int = 12) -> tuple[dict[str, int], dict[str, int]]:
+    """Random concrete runs from ``set_up()``: every transition once per
+    example, in a drawn order, each followed now and then by a transfer aimed
+    at success. ``compare(m, name, args)`` checks a call and returns the
+    concrete Step; the runs take it. Returns (calls compared, successes) by
+    transition."""
     seen: dict[str, int] = {}
     succeeded: dict[str, int] = {}
 
-    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None,
-              derandomize=True)
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+              database=None, derandomize=True)
     @given(st.data())
     def run(data):
         m = set_up()
-        # every transition once per example, in a drawn order, each followed
-        # now and then by a transfer aimed at success
         for name in data.draw(st.permutations(sorted(TRANSITIONS)), label="order"):
             args = draw_args(data.draw, m, name)
             if TRANSITIONS[name].choices > 1:
@@ -247,6 +250,11 @@ def test_symbolic_and_concrete_runs_agree():
     run()
     assert sorted(seen) == sorted(TRANSITIONS), f"never compared: {set(TRANSITIONS) - set(seen)} ({seen})"
     assert all(succeeded.get(name, 0) >= 3 for name in TRANSFERS), f"too few successful transfers: {succeeded}"
+    return seen, succeeded
+
+
+def test_symbolic_and_concrete_runs_agree():
+    drive(compare)
     # the encodings really were built from z3 terms, not from Python values:
     # every transition that decides anything (calls ite) decided on z3
     # conditions, and the two that only write memory wrote z3 arrays
