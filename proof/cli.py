@@ -135,26 +135,18 @@ def _bmc(args, table) -> int:
 
 
 def _stats(args, table) -> int:
-    from sanspi.proof.bmc import BMC_CONFIG, bmc
-    from sanspi.proof.induction import BOUNDED, PROOF_CONFIG, UNBOUNDED, UNBOUNDED_CONFIG, prove
+    from sanspi.bench.proofcost import proof_cost
 
-    rows = []
-    for name, cfg, backend in (("whole proof (induction)", PROOF_CONFIG, BOUNDED),
-                               ("unbounded proof (induction, any size)", UNBOUNDED_CONFIG, UNBOUNDED)):
-        start = time.perf_counter()
-        results = prove(cfg, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress,
-                        backend=backend)
-        rows.append((f"{name}, {len(results)} checks", time.perf_counter() - start,
-                     "all proved" if all(r.ok for r in results) else "FAILED"))
-    for k in (4, 6, 8):
-        r = bmc(k, BMC_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000) * 6, progress=progress)
-        rows.append((f"BMC K={k}", r.seconds, r.verdict))
+    cost = proof_cost((4, 6, 8), args.timeout, progress=progress, transitions=table)
     clear_progress()
+    rows = [(f"whole proof (induction), {cost['induction']['checks']} checks", cost["induction"]),
+            (f"unbounded proof (induction, any size), {cost['unbounded']['checks']} checks", cost["unbounded"])]
+    rows += [(f"BMC K={b['k']}", b) for b in cost["bmc"]]
     print("| proof | seconds | verdict |")
     print("|---|---|---|")
-    for name, secs, verdict in rows:
-        print(f"| {name} | {secs:.1f} | {verdict} |")
-    return 0 if all(v in ("all proved", "none found") for _, _, v in rows) else 1
+    for name, r in rows:
+        print(f"| {name} | {r['seconds']:.1f} | {r['verdict']} |")
+    return 0 if all(r["verdict"] in ("all proved", "none found") for _, r in rows) else 1
 
 
 def _self_test(args) -> int:
@@ -174,8 +166,10 @@ def _self_test(args) -> int:
                             backend=backend)
         clear_progress()
         caught = caught_by(results)
+        unknown = sum(r.verdict == "unknown" for r in results)
         survivors += not caught
-        print(f"| {bug.name} | {bug.clause} | {caught or 'NONE: the bug survived'} | "
+        note = f" ({unknown} unknown)" if unknown else ""
+        print(f"| {bug.name} | {bug.clause} | {caught or 'NONE: the bug survived'}{note} | "
               f"{time.perf_counter() - start:.1f} |")
     print()
     print(f"{len(SEEDED_BUGS) - survivors} of {len(SEEDED_BUGS)} seeded bugs caught")

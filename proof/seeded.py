@@ -91,38 +91,23 @@ def _stale_id_counter(fn):
     return buggy
 
 
-class _OneByteMore:
-    """ops whose copies move one byte too many (a classic length slip)."""
+class _SlippedCopies:
+    """ops whose copies land ``later`` bytes after where they should and move
+    ``more`` bytes than asked (the classic offset and length slips)."""
 
-    def __init__(self, ops: Ops):
-        self._ops = ops
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ops, name)
-
-    def mem_copy(self, dst, dst_at, src, src_at, n):
-        return self._ops.mem_copy(dst, dst_at, src, src_at, n + 1)
-
-
-def _one_byte_more(fn):
-    return lambda cfg, s, a, ops: fn(cfg, s, a, _OneByteMore(ops))
-
-
-class _OneByteLater:
-    """ops whose copies land one byte after where they should."""
-
-    def __init__(self, ops: Ops):
-        self._ops = ops
+    def __init__(self, ops: Ops, later: int, more: int):
+        self._ops, self._later, self._more = ops, later, more
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ops, name)
 
     def mem_copy(self, dst, dst_at, src, src_at, n):
-        return self._ops.mem_copy(dst, dst_at + 1, src, src_at, n)
+        return self._ops.mem_copy(dst, dst_at + self._later, src, src_at, n + self._more)
 
 
-def _one_byte_later(fn):
-    return lambda cfg, s, a, ops: fn(cfg, s, a, _OneByteLater(ops))
+def _slipped(later: int = 0, more: int = 0) -> Callable:
+    """A wrapper: the transition runs with slipped copies."""
+    return lambda fn: lambda cfg, s, a, ops: fn(cfg, s, a, _SlippedCopies(ops, later, more))
 
 
 _GRANTS = T.grants  # the correct one, bound before any patch
@@ -156,7 +141,7 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
     SeededBug("error-state-ignored", "CONN-02", "transfers go on over a connection in the error state",
               patches={"endpoint_status": _closed_only}),
     SeededBug("one-byte-too-many", "RDMA-06", "an RDMA write copies one byte more than asked",
-              wraps={"rdma_write": _one_byte_more}),
+              wraps={"rdma_write": _slipped(more=1)}),
     SeededBug("close-keeps-cache", "CACHE-06", "closing releases live registrations but keeps cached ones",
               patches={"released_at_close": lambda ops, sl, conn: ops.and_(sl.used, sl.refs > 0, sl.sock == conn)}),
     SeededBug("handle-on-any-socket", "REG-06", "a handle is accepted on every socket",
@@ -172,7 +157,7 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
               "receive's sink, instead of MEM_READ",
               wraps={"send": _while(grants=_sources_checked_as_sinks)}),
     SeededBug("send-one-byte-later", "XFER-03", "WSPSend copies into the receive one byte after its start",
-              wraps={"send": _one_byte_later}),
+              wraps={"send": _slipped(later=1)}),
     SeededBug("grants-by-comparison", "ACC-02", "grants() compares flags as numbers (flags >= need), "
               "so MEM_WRITE grants MEM_READ",
               patches={"grants": lambda ops, flags, need: flags >= need}),

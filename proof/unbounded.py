@@ -39,8 +39,9 @@ from typing import Any, Callable
 import attrs
 import z3
 
-from sanspi.model.state import HOSTS, Config, Endpoint, Host, Slot, State, init_state
-from sanspi.proof.symbolic import MEM_SORT, Z3Ops, _index, _lift
+from sanspi.model.state import Config, Endpoint, Host, Slot, State, init_state
+from sanspi.proof import symbolic
+from sanspi.proof.symbolic import Z3Ops, _index, _lift
 
 #: The sizes (pages, registrations a host and connections alike) a
 #: counterexample is sought at, smallest first.
@@ -107,11 +108,6 @@ class QuantOps(Z3Ops):
         j = self._var()
         return z3.Exists([j], z3.And(seq.has(j), _as_bool(self._inside(pred, seq.at(j)))))
 
-    def forall(self, seq, pred):
-        if not isinstance(seq, Table):
-            return super().forall(seq, pred)
-        return self.forall_at(seq, lambda _, x: pred(x))
-
     def forall_at(self, seq, pred):
         if not isinstance(seq, Table):
             return super().forall_at(seq, pred)
@@ -133,11 +129,6 @@ class QuantOps(Z3Ops):
                                       z3.And(found, first <= j))),
         ]
         return found, first
-
-    def map(self, seq, fn):
-        if not isinstance(seq, Table):
-            return super().map(seq, fn)
-        return self.map_at(seq, lambda _, x: fn(x))
 
     def map_at(self, seq, fn):
         if not isinstance(seq, Table):
@@ -181,17 +172,7 @@ def fresh_table(kind: Any, size: Any, name: str) -> Table:
 
 
 def fresh_state(cfg: Config, tag: str) -> State:
-    hosts = []
-    for h in range(HOSTS):
-        p = f"{tag}.h{h}"
-        hosts.append(Host(
-            startups=z3.Int(f"{p}.startups"),
-            mapped=fresh_table(None, cfg.pages, f"{p}.mapped"),
-            slots=fresh_table(Slot, cfg.slots, f"{p}.slot"),
-            eps=fresh_table(Endpoint, cfg.sockets, f"{p}.ep"),
-            mem=z3.Const(f"{p}.mem", MEM_SORT),
-        ))
-    return State(hosts=tuple(hosts), next_id=z3.Int(f"{tag}.next_id"))
+    return symbolic.fresh_state(cfg, tag, fresh_table)
 
 
 def _constant(size: Any, kind: Any, element: Any) -> Table:
@@ -212,8 +193,3 @@ def init(cfg: Config) -> State:
                           eps=_constant(cfg.sockets, Endpoint, host.eps[0]),
                           mem=z3.K(z3.IntSort(), z3.IntVal(0))))
     return State(hosts=tuple(hosts), next_id=one.next_id)
-
-
-def smallest(cfg: Config) -> Config:
-    """``cfg`` at one page, one registration a host and one connection."""
-    return attrs.evolve(cfg, pages=1, slots=1, sockets=1)

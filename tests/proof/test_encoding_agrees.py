@@ -57,20 +57,31 @@ class Encoding:
     state: object  # the symbolic pre-state
     args: object  # the symbolic arguments
     step: object  # the transition's Step over them
-    ops: CountingOps
+    ops: object  # the ops that built it, with its counts
 
 
-_encodings: dict[tuple[str, Shape], Encoding] = {}
+class Encodings:
+    """Each transition encoded once per call shape, over a fresh symbolic
+    state made by ``fresh(cfg, tag)`` with ops made by ``make_ops(memsize)``."""
+
+    def __init__(self, cfg, make_ops, fresh):
+        self.cfg, self.make_ops, self.fresh = cfg, make_ops, fresh
+        self.built: dict[tuple[str, Shape], Encoding] = {}
+
+    def __call__(self, name: str, shape: Shape) -> Encoding:
+        if (name, shape) not in self.built:
+            ops = self.make_ops(self.cfg.memsize)
+            s = self.fresh(self.cfg, "s")
+            a = fresh_args(TRANSITIONS[name].args, shape, "a")
+            self.built[name, shape] = Encoding(s, a, TRANSITIONS[name].fn(self.cfg, s, a, ops), ops)
+        return self.built[name, shape]
 
 
-def encoding(name: str, shape: Shape) -> Encoding:
-    key = (name, shape)
-    if key not in _encodings:
-        ops = CountingOps(CFG.memsize)
-        s = fresh_state(CFG, "s")
-        a = fresh_args(TRANSITIONS[name].args, shape, "a")
-        _encodings[key] = Encoding(s, a, TRANSITIONS[name].fn(CFG, s, a, ops), ops)
-    return _encodings[key]
+encoding = Encodings(CFG, CountingOps, fresh_state)
+
+
+def shape_of(args) -> Shape:
+    return Shape(getattr(args, "host", None), len(args.sges) if hasattr(args, "sges") else None)
 
 
 def leaves(x, path="s"):
@@ -140,8 +151,7 @@ def plain(x):
 def compare(m: Model, name: str, args) -> object:
     """Substitute this state and these arguments into the encoding; it must
     give what the concrete run gives, in every field."""
-    shape = Shape(getattr(args, "host", None), len(args.sges) if hasattr(args, "sges") else None)
-    enc = encoding(name, shape)
+    enc = encoding(name, shape_of(args))
     pairs = Substitution(substitution(enc.state, m.state) + substitution(enc.args, args))
     concrete = TRANSITIONS[name].fn(CFG, m.state, args, CONCRETE)
     for field in ("enabled", "status", "result"):
@@ -258,8 +268,8 @@ def test_symbolic_and_concrete_runs_agree():
     # the encodings really were built from z3 terms, not from Python values:
     # every transition that decides anything (calls ite) decided on z3
     # conditions, and the two that only write memory wrote z3 arrays
-    for (name, shape), enc in _encodings.items():
+    for (name, shape), enc in encoding.built.items():
         counts = (enc.ops.ites, enc.ops.symbolic_ites, enc.ops.memory_ops)
         assert enc.ops.symbolic_ites > 0 or (enc.ops.ites == 0 and enc.ops.memory_ops > 0), (name, shape, counts)
-    plain_python = sorted({name for (name, _), enc in _encodings.items() if enc.ops.ites == 0})
+    plain_python = sorted({name for (name, _), enc in encoding.built.items() if enc.ops.ites == 0})
     assert plain_python == ["alloc", "app_write"]

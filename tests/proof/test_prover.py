@@ -16,7 +16,16 @@ from sanspi.model.trace import dumps, loads, replay
 from sanspi.model.constants import OK
 from sanspi.model.state import Config
 from sanspi.proof.bmc import BMC_CONFIG, bmc, reach
-from sanspi.proof.induction import COUNTEREXAMPLE, PROOF_CONFIG, UNKNOWN, prove
+from sanspi.proof.induction import (
+    COUNTEREXAMPLE,
+    PROOF_CONFIG,
+    UNBOUNDED,
+    UNBOUNDED_CONFIG,
+    UNKNOWN,
+    check_transition,
+    prove,
+)
+from sanspi.proof.symbolic import Shape
 from sanspi.proof.report import render_counterexample, render_table
 from sanspi.proof.seeded import BY_NAME, SEEDED_BUGS
 from sanspi.spec.clauses import load_index
@@ -47,6 +56,51 @@ def test_table_names_every_transition(proof):
     assert all(" ok" in row and "CEX" not in row and "??" not in row for row in rows)
     legend = text.split("\n\n")[1]
     assert all(f"={name}" in legend for name in TRANSITIONS)
+
+
+@pytest.fixture(scope="module")
+def unbounded_proof():
+    return prove(UNBOUNDED_CONFIG, backend=UNBOUNDED)
+
+
+@pytest.mark.clause("REG-07", "REG-09", "CACHE-04", "CONN-02", "RDMA-06", "XFER-03")
+def test_every_invariant_is_inductive_at_every_size(unbounded_proof, proof):
+    failed = [(r.check, r.transition, r.shape, r.verdict) for r in unbounded_proof if not r.ok]
+    assert failed == []
+    # the same table as the bounded proof, with more buffer counts (max_sge 4, not 2)
+    assert {(r.check, r.transition) for r in unbounded_proof} == {(r.check, r.transition) for r in proof}
+    assert {r.shape for r in unbounded_proof if r.transition == "rdma_write"} == {
+        f"host={h}, buffers={n}" for h in (0, 1) for n in range(UNBOUNDED_CONFIG.max_sge + 2)}
+
+
+#: A seeded bug of each kind (a wrong helper, a wrapped transition, wrong
+#: ops, a wrong code path of one call, a bug that needs two pages), each
+#: with one instance it breaks and the check that must catch it there.
+UNBOUNDED_CATCHES = [
+    ("send-no-length-check", "send", Shape(0, 2), "send_fits_receive"),
+    ("refcount-not-decremented", "deregister_memory", Shape(1), "refcount_accounting"),
+    ("one-byte-too-many", "rdma_write", Shape(0, 3), "frame"),
+    ("send-sources-need-write", "send", Shape(1, 4), "send_needs_permission"),
+    ("range-checks-first-page", "register_rdma_memory", Shape(0), "pinned"),
+]
+
+
+@pytest.mark.parametrize("bug, name, shape, check", UNBOUNDED_CATCHES, ids=[c[0] for c in UNBOUNDED_CATCHES])
+def test_the_unbounded_proof_catches_seeded_bugs(bug, name, shape, check):
+    """The unbounded proof refutes a seeded bug with a counterexample at a
+    small size, which the concrete model replays."""
+    from sanspi.model.invariants import STATE_INVARIANTS, STEP_PROPERTIES
+    from sanspi.proof.report import render_counterexample
+
+    cfg = UNBOUNDED.config(UNBOUNDED_CONFIG)
+    with BY_NAME[bug].applied() as table:
+        results = check_transition(cfg, table[name], shape, STATE_INVARIANTS, STEP_PROPERTIES, 20_000, UNBOUNDED)
+    assert not [r for r in results if r.verdict == UNKNOWN]
+    [r] = [r for r in results if r.check == check]
+    assert r.verdict == COUNTEREXAMPLE and r.cex.confirmed
+    sizes = r.cex.config
+    assert sizes.max_sge == UNBOUNDED_CONFIG.max_sge and max(sizes.pages, sizes.slots, sizes.sockets) <= 3
+    assert "registration(s) a host" in render_counterexample(r)
 
 
 def readme_caught_by() -> dict[str, str]:

@@ -13,9 +13,9 @@ from sanspi.model.ops import CONCRETE
 from sanspi.model.state import Slot
 from sanspi.model.transitions import TRANSITIONS
 from sanspi.proof import unbounded
-from sanspi.proof.symbolic import Shape, fresh_args, lift_memory
+from sanspi.proof.symbolic import lift_memory
 
-from .test_encoding_agrees import CFG, drive, leaves
+from .test_encoding_agrees import CFG, Encodings, drive, leaves, shape_of
 
 SIZED = unbounded.sized(CFG)
 
@@ -38,25 +38,7 @@ class CountingQuantOps(unbounded.QuantOps):
         return attr
 
 
-@attrs.frozen
-class Encoding:
-    state: object
-    args: object
-    step: object
-    ops: CountingQuantOps
-
-
-_encodings: dict[tuple[str, Shape], Encoding] = {}
-
-
-def encoding(name: str, shape: Shape) -> Encoding:
-    key = (name, shape)
-    if key not in _encodings:
-        ops = CountingQuantOps(SIZED.memsize)
-        s = unbounded.fresh_state(SIZED, "s")
-        a = fresh_args(TRANSITIONS[name].args, shape, "a")
-        _encodings[key] = Encoding(s, a, TRANSITIONS[name].fn(SIZED, s, a, ops), ops)
-    return _encodings[key]
+encoding = Encodings(SIZED, CountingQuantOps, unbounded.fresh_state)
 
 
 def _val(x):
@@ -101,8 +83,7 @@ def differences(sym, con) -> list:
 
 
 def compare(m, name, args):
-    shape = Shape(getattr(args, "host", None), len(args.sges) if hasattr(args, "sges") else None)
-    enc = encoding(name, shape)
+    enc = encoding(name, shape_of(args))
     concrete = TRANSITIONS[name].fn(CFG, m.state, args, CONCRETE)
     solver = z3.Solver()
     solver.set("timeout", 30_000)
@@ -129,7 +110,7 @@ def test_unbounded_encoding_admits_and_agrees_with_concrete_runs():
     drive(compare, max_examples=4)
     # the encodings were built over tables: every transition that touches a
     # collection of the state did so through a table operation
-    untouched = sorted({name for (name, _), enc in _encodings.items() if enc.ops.on_tables == 0})
+    untouched = sorted({name for (name, _), enc in encoding.built.items() if enc.ops.on_tables == 0})
     assert untouched == ["get_extension", "startup_ex"]
 
 
