@@ -11,6 +11,11 @@ Two kinds:
 
 Each names the spec clause(s) it states. Where a property needed help to be
 provable by induction, the helper invariant says so in its docstring.
+
+They are stated from the state's fields (never through the transitions'
+helpers, see below) and reach a host's registrations, endpoints and pages
+only through ``ops``' collection operations, so the unbounded prover states
+each as a quantified formula over tables of any size.
 """
 
 from __future__ import annotations
