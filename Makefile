@@ -21,6 +21,7 @@ venv: $(VENV)/.installed
 # provider against the model call by call, and print the clause table.
 main: venv
 	$(SANSPI) prove
+	$(SANSPI) prove --unbounded
 	$(SANSPI) conform --provider sim --require-coverage
 	$(SANSPI) spec
 

@@ -98,6 +98,9 @@ def figures(parts: dict) -> list[dict]:
         out.append(figure("conformance", "steps-rxe-vs-sim", "lockstep steps/s, rxe vs sim",
                           runs["rxe"]["steps_per_s"], runs["sim"]["steps_per_s"], "steps/s", "higher"))
     proof = parts.get("proof")
+    if proof and "unbounded" in proof:
+        out.append(figure("proof", "unbounded-vs-induction", "the unbounded proof vs the whole proof",
+                          proof["unbounded"]["seconds"], proof["induction"]["seconds"], "s", "lower"))
     if proof and "induction" in proof:
         for b in proof["bmc"]:
             out.append(figure("proof", f"bmc-{b['k']}-vs-induction", f"BMC K={b['k']} vs the whole proof",
@@ -220,8 +223,9 @@ def plot(doc: dict, path: Path) -> Path:
             ax.set_ylim(0, 1.2 * max(r["steps_per_s"] for r in runs))
             ax.set(title="lockstep throughput", ylabel="steps/s")
         elif name == "proof":
-            labels = (["induction"] if "induction" in data else []) + [f"BMC {b['k']}" for b in data["bmc"]]
-            secs = ([data["induction"]["seconds"]] if "induction" in data else []) + [b["seconds"] for b in data["bmc"]]
+            whole = [k for k in ("induction", "unbounded") if k in data]
+            labels = whole + [f"BMC {b['k']}" for b in data["bmc"]]
+            secs = [data[k]["seconds"] for k in whole] + [b["seconds"] for b in data["bmc"]]
             ax.bar(labels, secs)
             ax.set(title="proof cost", ylabel="s")
         if ax.get_legend_handles_labels()[0]:

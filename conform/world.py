@@ -207,7 +207,7 @@ class World:
         for length, a, ref in sges:
             value = self.ids.value(ref, descriptor=False)
             bufs.append(WsaBufEx(length, self.addr(host, a), value))
-            model.append(Sge(self.ids.model_id(host, value, False), a, length))
+            model.append(Sge(length=length, addr=a, handle=self.ids.model_id(host, value, False)))
         return bufs, tuple(model)
 
     def _require(self, name: str, margs: Any) -> None:

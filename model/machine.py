@@ -2,8 +2,9 @@
 ``sanspi replay`` drive.
 
 ``Model.outcomes`` lists every allowed outcome of a call (one, except where
-the SPI leaves the result open, RDMA-08); ``Model.take`` takes one of them
-and advances. Both go through the transition functions in TRANSITIONS with
+the SPI leaves the result open, RDMA-08); ``Model.outcome`` asks for one of
+those by name (``AT_CALL``, ``REFUSED_BY_PEER`` in model/constants.py);
+``Model.take`` takes one and advances. Both go through the transition functions in TRANSITIONS with
 the concrete ops, so what runs here is exactly what the prover encodes.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from sanspi.model.constants import AT_CALL, OUTCOMES
 from sanspi.model.invariants import violations
 from sanspi.model.ops import CONCRETE
 from sanspi.model.state import Config, State, init_state
@@ -32,10 +34,12 @@ class PropertyViolation(AssertionError):
 
 
 def make_args(name: str, **kwargs: Any) -> Any:
-    """Build a transition's argument record; ``sges`` may be given as tuples."""
+    """Build a transition's argument record; ``sges`` may be given as
+    ``(length, addr, handle)`` tuples, the WSABUFEX order."""
     t = TRANSITIONS[name]
     if "sges" in kwargs:
-        kwargs["sges"] = tuple(s if isinstance(s, Sge) else Sge(*s) for s in kwargs["sges"])
+        kwargs["sges"] = tuple(s if isinstance(s, Sge) else Sge(length=s[0], addr=s[1], handle=s[2])
+                               for s in kwargs["sges"])
     return t.args(**kwargs)
 
 
@@ -50,17 +54,25 @@ class Model:
             self.state = init_state(self.cfg)
 
     def outcomes(self, name: str, args: Any) -> list[Step]:
-        """Every allowed outcome of ``name(args)`` from the current state."""
+        """Every allowed outcome of ``name(args)`` from the current state, in
+        the order of their names (AT_CALL first)."""
+        steps = [self.outcome(name, args, which) for which in range(TRANSITIONS[name].choices)]
+        return [s for s in steps if s is not None]
+
+    def outcome(self, name: str, args: Any, which: int = AT_CALL) -> Step | None:
+        """The outcome ``which`` (AT_CALL or REFUSED_BY_PEER, RDMA-08) of
+        ``name(args)`` from the current state, or None if the model does not
+        allow it here (a determined call has only AT_CALL)."""
         t = TRANSITIONS[name]
-        steps = []
-        for choice in range(t.choices):
-            a = attrs.evolve(args, choice=choice) if t.choices > 1 else args
-            step = t.fn(self.cfg, self.state, a, CONCRETE)
-            if step.enabled:
-                if self.check:
-                    self._check(name, a, step)
-                steps.append(step)
-        return steps
+        if which not in OUTCOMES or (which != AT_CALL and t.choices == 1):
+            return None
+        a = attrs.evolve(args, choice=which) if t.choices > 1 else args
+        step = t.fn(self.cfg, self.state, a, CONCRETE)
+        if not step.enabled:
+            return None
+        if self.check:
+            self._check(name, a, step)
+        return step
 
     def enabled(self, name: str, args: Any) -> bool:
         return bool(self.outcomes(name, args))
@@ -77,10 +89,10 @@ class Model:
         if not steps:
             raise NotEnabled(f"{name}({args}) is not enabled here")
         if choice is not None:
-            a = attrs.evolve(args, choice=choice)
-            steps = [TRANSITIONS[name].fn(self.cfg, self.state, a, CONCRETE)]
-            if not steps[0].enabled:
-                raise NotEnabled(f"{name} has no outcome {choice} here")
+            step = self.outcome(name, args, choice)
+            if step is None:
+                raise NotEnabled(f"{name} has no outcome {OUTCOMES.get(choice, choice)!r} here")
+            steps = [step]
         elif len(steps) > 1:
             raise NotEnabled(f"{name} has {len(steps)} allowed outcomes here: pass choice=")
         return self.take(steps[0])

@@ -9,11 +9,20 @@ ints and z3 terms both overload them.
 Every operation is total: an out-of-range index or a negative length gives a
 defined value instead of an exception, because ``ite`` evaluates both of its
 branches and the branch not taken may hold nonsense arguments.
+
+A state's collections (a host's registration table, its endpoints, its
+pages) are only ever used through the collection operations (``exists``,
+``forall``, ``forall_at``, ``find``, ``map``, ``map_at``, ``select``,
+``update``), never iterated in Python: the concrete ops loop, the bounded z3
+ops unroll over a fixed length, and ``sanspi.proof.unbounded`` states them
+with z3 arrays, lambdas and quantifiers for a table of any size. A call's
+buffers are the call's shape, not a collection of the state: a transition
+may iterate them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 
 class Ops(Protocol):
@@ -28,6 +37,12 @@ class Ops(Protocol):
     def implies(self, a: Any, b: Any) -> Any: ...
     def select(self, seq: Sequence[Any], index: Any, default: Any) -> Any: ...
     def update(self, seq: Sequence[Any], index: Any, value: Any) -> tuple: ...
+    def exists(self, seq: Any, pred: Callable[[Any], Any]) -> Any: ...
+    def forall(self, seq: Any, pred: Callable[[Any], Any]) -> Any: ...
+    def forall_at(self, seq: Any, pred: Callable[[Any, Any], Any]) -> Any: ...
+    def find(self, seq: Any, pred: Callable[[Any], Any]) -> tuple[Any, Any]: ...
+    def map(self, seq: Any, fn: Callable[[Any], Any]) -> Any: ...
+    def map_at(self, seq: Any, fn: Callable[[Any, Any], Any]) -> Any: ...
     def mem_get(self, mem: Any, at: Any) -> Any: ...
     def mem_copy(self, dst: Any, dst_at: Any, src: Any, src_at: Any, n: Any) -> Any: ...
     def mem_fill(self, mem: Any, at: Any, n: Any, seed: Any) -> Any: ...
@@ -97,6 +112,44 @@ class ConcreteOps:
         if not 0 <= index < len(seq):
             return tuple(seq)
         return tuple(seq[:index]) + (value,) + tuple(seq[index + 1 :])
+
+    # --- collections: plain loops, stopping as soon as the answer is known
+
+    @staticmethod
+    def exists(seq, pred):
+        for x in seq:
+            if pred(x):
+                return True
+        return False
+
+    @staticmethod
+    def forall(seq, pred):
+        for x in seq:
+            if not pred(x):
+                return False
+        return True
+
+    @staticmethod
+    def forall_at(seq, pred):
+        for i, x in enumerate(seq):
+            if not pred(i, x):
+                return False
+        return True
+
+    @staticmethod
+    def find(seq, pred):
+        for i, x in enumerate(seq):
+            if pred(x):
+                return True, i
+        return False, 0
+
+    @staticmethod
+    def map(seq, fn):
+        return tuple(fn(x) for x in seq)
+
+    @staticmethod
+    def map_at(seq, fn):
+        return tuple(fn(i, x) for i, x in enumerate(seq))
 
     @staticmethod
     def mem_get(mem, at):

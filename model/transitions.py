@@ -27,6 +27,7 @@ from typing import Any, Callable
 import attrs
 
 from sanspi.model.constants import (
+    AT_CALL,
     CLOSED,
     CONNECTED,
     ERRORED,
@@ -43,6 +44,7 @@ from sanspi.model.constants import (
     RECV_DONE,
     RECV_IDLE,
     RECV_POSTED,
+    REFUSED_BY_PEER,
     WSA_IO_PENDING,
     WSA_OPERATION_ABORTED,
     WSAECONNABORTED,
@@ -58,7 +60,7 @@ from sanspi.model.constants import (
     FN_UNKNOWN,
 )
 from sanspi.model import reasons as R
-from sanspi.model.ops import Ops, decide, first
+from sanspi.model.ops import Ops, decide
 from sanspi.model.state import Config, Endpoint, Host, Slot, State, closed_endpoint, empty_slot
 
 
@@ -145,11 +147,13 @@ class CallbackArgs:
 
 @attrs.frozen
 class Sge:
-    """One WSABUFEX: a buffer and the handle it was registered under."""
+    """One WSABUFEX: a buffer and the handle it was registered under, in the
+    SPI's order (``len``, ``buf``, ``handle``; impl/interface.py's WsaBufEx).
+    Build it with keywords."""
 
-    handle: Any
-    addr: Any
     length: Any
+    addr: Any
+    handle: Any
 
 
 @attrs.frozen
@@ -159,7 +163,7 @@ class RdmaArgs:
     sges: tuple  # of Sge; its length is the call's dwBufferCount
     desc: Any  # the target descriptor's id; 0 = garbage or forged
     offset: Any
-    choice: Any = 0
+    choice: Any = AT_CALL  # which outcome RDMA-08 leaves open: AT_CALL or REFUSED_BY_PEER
 
 
 @attrs.frozen
@@ -228,18 +232,10 @@ def grants(ops: Ops, flags: Any, need: int) -> Any:
 
 def range_mapped(ops: Ops, cfg: Config, host: Host, addr: Any, length: Any) -> Any:
     """MEM-02: [addr, addr+length) lies wholly in mapped pages."""
-    pages = [
-        ops.implies(overlaps(ops, addr, length, p * cfg.page_size, cfg.page_size), host.mapped[p])
-        for p in range(cfg.pages)
-    ]
-    return ops.and_(addr >= 0, addr + length <= cfg.memsize, *pages)
+    def page_ok(p: Any, mapped: Any) -> Any:
+        return ops.implies(overlaps(ops, addr, length, p * cfg.page_size, cfg.page_size), mapped)
 
-
-def find(ops: Ops, slots: tuple, pred: Callable[[Slot], Any]) -> tuple[Any, Any]:
-    """(found, index of the first slot satisfying pred)."""
-    found = ops.or_(*[pred(sl) for sl in slots])
-    index = first(ops, [(pred(sl), i) for i, sl in enumerate(slots)], 0)
-    return found, index
+    return ops.and_(addr >= 0, addr + length <= cfg.memsize, ops.forall_at(host.mapped, page_ok))
 
 
 def live(ops: Ops, sl: Slot) -> Any:
@@ -293,7 +289,7 @@ def sge_checks(ops: Ops, cfg: Config, host: Host, sock: Any, sges: tuple, need: 
         return [(True, WSAEINVAL, R.BUFFER_COUNT)]
     cases = []
     for sge in sges:
-        found, idx = find(ops, host.slots, lambda sl: live_registration(ops, sl, KIND_LOCAL, sock, sge.handle))
+        found, idx = ops.find(host.slots, lambda sl: live_registration(ops, sl, KIND_LOCAL, sock, sge.handle))
         reg = ops.select(host.slots, idx, empty_slot())
         cases += [
             (ops.not_(found), WSAEINVAL, R.BUFFER_HANDLE),
@@ -302,6 +298,11 @@ def sge_checks(ops: Ops, cfg: Config, host: Host, sock: Any, sges: tuple, need: 
             (ops.not_(grants(ops, reg.flags, need)), WSAEINVAL, R.BUFFER_ACCESS),
         ]
     return cases
+
+
+def fits_receive(ops: Ops, ep: Endpoint, n: Any) -> Any:
+    """XFER-03: a message of ``n`` bytes fits the receive posted at ``ep``."""
+    return n <= ep.recv_len
 
 
 def total_length(sges: tuple) -> Any:
@@ -402,7 +403,7 @@ def close(cfg: Config, s: State, a: ConnArgs, ops: Ops) -> Step:
     nxt = s
     for h in (0, 1):
         host = nxt.hosts[h]
-        slots = tuple(ops.ite(released_at_close(ops, sl, a.conn), empty_slot(), sl) for sl in host.slots)
+        slots = ops.map(host.slots, lambda sl: ops.ite(released_at_close(ops, sl, a.conn), empty_slot(), sl))
         host = attrs.evolve(put_ep(ops, host, a.conn, closed_endpoint()), slots=slots)
         nxt = put_host(ops, nxt, h, host)
     return Step(enabled, OK, 0, nxt)
@@ -411,8 +412,10 @@ def close(cfg: Config, s: State, a: ConnArgs, ops: Ops) -> Step:
 # --- the application's address space (environment) ---------------------------
 
 
-def _page_range(ops: Ops, cfg: Config, a: PagesArgs) -> tuple[list, Any]:
-    inside = [ops.and_(a.page <= p, p < a.page + a.npages) for p in range(cfg.pages)]
+def _page_range(ops: Ops, cfg: Config, a: PagesArgs) -> tuple[Callable[[Any], Any], Any]:
+    def inside(p: Any) -> Any:
+        return ops.and_(a.page <= p, p < a.page + a.npages)
+
     bounds = ops.and_(valid_host(ops, a.host), a.npages >= 1, a.page >= 0, a.page + a.npages <= cfg.pages)
     return inside, bounds
 
@@ -421,8 +424,8 @@ def alloc(cfg: Config, s: State, a: PagesArgs, ops: Ops) -> Step:
     """MEM-01: the application maps zero-filled pages (possibly where it freed before)."""
     host = get_host(ops, s, a.host)
     inside, bounds = _page_range(ops, cfg, a)
-    free_now = ops.and_(*[ops.implies(inside[p], ops.not_(host.mapped[p])) for p in range(cfg.pages)])
-    mapped = tuple(ops.or_(inside[p], host.mapped[p]) for p in range(cfg.pages))
+    free_now = ops.forall_at(host.mapped, lambda p, m: ops.implies(inside(p), ops.not_(m)))
+    mapped = ops.map_at(host.mapped, lambda p, m: ops.or_(inside(p), m))
     mem = ops.mem_zero(host.mem, a.page * cfg.page_size, a.npages * cfg.page_size)
     nxt = put_host(ops, s, a.host, attrs.evolve(host, mapped=mapped, mem=mem))
     return Step(ops.and_(bounds, free_now), OK, 0, nxt)
@@ -434,15 +437,15 @@ def free(cfg: Config, s: State, a: PagesArgs, ops: Ops) -> Step:
     whatever that answers; it never frees memory it still has registered."""
     host = get_host(ops, s, a.host)
     inside, bounds = _page_range(ops, cfg, a)
-    all_mapped = ops.and_(*[ops.implies(inside[p], host.mapped[p]) for p in range(cfg.pages)])
+    all_mapped = ops.forall_at(host.mapped, lambda p, m: ops.implies(inside(p), m))
     start, size = a.page * cfg.page_size, a.npages * cfg.page_size
-    none_live = ops.and_(
-        *[ops.not_(ops.and_(live(ops, sl), overlaps(ops, sl.addr, sl.length, start, size))) for sl in host.slots]
+    none_live = ops.forall(
+        host.slots, lambda sl: ops.not_(ops.and_(live(ops, sl), overlaps(ops, sl.addr, sl.length, start, size)))
     )
     released = cache_callback(cfg, s, CallbackArgs(a.host, start, size), ops)
     after = ops.ite(released.status == OK, released.next, s) if cfg.has_cache else s
     host = get_host(ops, after, a.host)
-    mapped = tuple(ops.and_(ops.not_(inside[p]), host.mapped[p]) for p in range(cfg.pages))
+    mapped = ops.map_at(host.mapped, lambda p, m: ops.and_(ops.not_(inside(p)), m))
     nxt = put_host(ops, after, a.host, attrs.evolve(host, mapped=mapped))
     status = released.status if cfg.has_cache else OK
     why = released.why if cfg.has_cache else R.NONE
@@ -472,9 +475,9 @@ def _register(cfg: Config, s: State, a: Any, ops: Ops, kind: int, desc_len: Any)
             sl.length == a.length, sl.flags == a.flags,
         )
 
-    live_found, live_idx = find(ops, host.slots, lambda sl: ops.and_(same_key(sl), sl.refs > 0))
-    cached_found, cached_idx = find(ops, host.slots, lambda sl: ops.and_(same_key(sl), sl.refs == 0))
-    free_found, free_idx = find(ops, host.slots, lambda sl: ops.not_(sl.used))
+    live_found, live_idx = ops.find(host.slots, lambda sl: ops.and_(same_key(sl), sl.refs > 0))
+    cached_found, cached_idx = ops.find(host.slots, lambda sl: ops.and_(same_key(sl), sl.refs == 0))
+    free_found, free_idx = ops.find(host.slots, lambda sl: ops.not_(sl.used))
     range_ok = range_mapped(ops, cfg, host, a.addr, a.length)
     rdma = kind == KIND_RDMA
     checks = [
@@ -525,7 +528,7 @@ def register_rdma_memory(cfg: Config, s: State, a: RegisterRdmaArgs, ops: Ops) -
 def _deregister(cfg: Config, s: State, a: DeregisterArgs, ops: Ops, kind: int) -> Step:
     host = get_host(ops, s, a.host)
     ep = get_ep(ops, host, a.sock)
-    found, idx = find(ops, host.slots, lambda sl: live_registration(ops, sl, kind, a.sock, a.rid))
+    found, idx = ops.find(host.slots, lambda sl: live_registration(ops, sl, kind, a.sock, a.rid))
     in_use = False
     if kind == KIND_LOCAL:  # DEREG-03: a posted receive is using the buffer
         in_use = ops.and_(ep.recv == RECV_POSTED, ep.recv_handle == a.rid)
@@ -561,11 +564,11 @@ def cache_callback(cfg: Config, s: State, a: CallbackArgs, ops: Ops) -> Step:
     def hits(sl: Slot) -> Any:
         return callback_hits(ops, sl, a.addr, a.size)
 
-    pinned_live = ops.or_(*[ops.and_(live(ops, sl), hits(sl)) for sl in host.slots])
-    any_cached = ops.or_(*[ops.and_(cached(ops, sl), hits(sl)) for sl in host.slots])
+    pinned_live = ops.exists(host.slots, lambda sl: ops.and_(live(ops, sl), hits(sl)))
+    any_cached = ops.exists(host.slots, lambda sl: ops.and_(cached(ops, sl), hits(sl)))
     status, why = decide(ops, [(pinned_live, WSAEFAULT, R.CALLBACK_LIVE),
                                (ops.not_(any_cached), WSAEINVAL, R.CALLBACK_NOTHING)], OK, R.CALLBACK_RELEASED)
-    slots = tuple(ops.ite(ops.and_(cached(ops, sl), hits(sl)), empty_slot(), sl) for sl in host.slots)
+    slots = ops.map(host.slots, lambda sl: ops.ite(ops.and_(cached(ops, sl), hits(sl)), empty_slot(), sl))
     nxt = put_host(ops, s, a.host, attrs.evolve(host, slots=slots))
     enabled = ops.and_(valid_host(ops, a.host), cfg.has_cache)
     return Step(enabled, status, 0, ops.ite(status == OK, nxt, s), why)
@@ -584,10 +587,10 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
                                                            MEM_READ if write else MEM_WRITE)
     local, _ = decide(ops, local_checks, OK, R.NONE)
     total = total_length(a.sges)
-    found, idx = find(ops, peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
+    found, idx = ops.find(peer.slots, lambda sl: live_registration(ops, sl, KIND_RDMA, a.sock, a.desc))
     target = ops.select(peer.slots, idx, empty_slot())
     # RDMA-05, ACC-02: a refused target has the outcomes of RDMA-08
-    refusal = ops.ite(a.choice == 0, WSAEINVAL, WSAECONNRESET)
+    refusal = ops.ite(a.choice == AT_CALL, WSAEINVAL, WSAECONNRESET)
     status, why = decide(ops, local_checks + [
         (ops.not_(found), refusal, R.TARGET_UNKNOWN),
         (ops.not_(within(ops, a.offset, total, target.length)), refusal, R.TARGET_RANGE),
@@ -609,7 +612,7 @@ def _rdma(cfg: Config, s: State, a: RdmaArgs, ops: Ops, write: bool) -> Step:
     nxt = ops.ite(status == OK, moved, ops.ite(status == WSAECONNRESET, fail_connection(ops, s, a.sock), s))
     enabled = ops.and_(
         valid_host(ops, a.host),
-        ops.or_(a.choice == 0, ops.and_(refused, a.choice == 1)),
+        ops.or_(a.choice == AT_CALL, ops.and_(refused, a.choice == REFUSED_BY_PEER)),
         True if write else cfg.has_rdma_read,
     )
     return Step(enabled, status, ops.ite(status == OK, total, 0), nxt, why)
@@ -630,7 +633,7 @@ def post_recv(cfg: Config, s: State, a: RecvArgs, ops: Ops) -> Step:
     host = get_host(ops, s, a.host)
     ep = get_ep(ops, host, a.sock)
     status, why = decide(ops, connection_checks(ops, ep) + sge_checks(
-        ops, cfg, host, a.sock, (Sge(a.handle, a.addr, a.length),), MEM_WRITE), WSA_IO_PENDING, R.POSTED)
+        ops, cfg, host, a.sock, (Sge(length=a.length, addr=a.addr, handle=a.handle),), MEM_WRITE), WSA_IO_PENDING, R.POSTED)
     posted = attrs.evolve(ep, recv=RECV_POSTED, recv_handle=a.handle, recv_addr=a.addr, recv_len=a.length)
     nxt = put_host(ops, s, a.host, put_ep(ops, host, a.sock, posted))
     enabled = ops.and_(valid_host(ops, a.host), ep.recv == RECV_IDLE)
@@ -647,8 +650,7 @@ def send(cfg: Config, s: State, a: SendArgs, ops: Ops) -> Step:
     local_checks = connection_checks(ops, ep) + sge_checks(ops, cfg, host, a.sock, a.sges, MEM_READ)
     local, _ = decide(ops, local_checks, OK, R.NONE)
     total = total_length(a.sges)
-    fits = total <= pep.recv_len
-    status, why = decide(ops, local_checks + [(ops.not_(fits), WSAECONNRESET, R.SEND_TOO_LONG)], OK, R.DELIVERED)
+    status, why = decide(ops, local_checks + [(ops.not_(fits_receive(ops, pep, total)), WSAECONNRESET, R.SEND_TOO_LONG)], OK, R.DELIVERED)
     peer_mem, at = peer.mem, pep.recv_addr
     for sge in a.sges:
         peer_mem = ops.mem_copy(peer_mem, at, host.mem, sge.addr, sge.length)
@@ -682,7 +684,7 @@ class Transition:
     args: type
     clauses: tuple[str, ...]
     spi: bool  # an SPI call (True) or an event of the environment (False)
-    choices: int = 1  # outcomes the SPI leaves open (RDMA-08)
+    choices: int = 1  # outcomes the SPI leaves open (RDMA-08): AT_CALL, REFUSED_BY_PEER
 
 
 TRANSITIONS: dict[str, Transition] = {

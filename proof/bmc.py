@@ -42,6 +42,26 @@ def _as_bool(x: Any) -> Any:
     return z3.BoolVal(x) if isinstance(x, bool) else x
 
 
+def _depths(k: int, cfg: Config, transitions: dict[str, Transition], solver: z3.Solver):
+    """Unroll up to ``k`` steps from Init, one depth at a time. Each depth
+    adds to ``solver`` that exactly one transition instance fires and yields
+    (depth, pre-state, next state, [(fired, transition, args, step), ...])."""
+    ops = Z3Ops(cfg.memsize)
+    state = lift_state(init_state(cfg))
+    for j in range(k):
+        nxt = fresh_state(cfg, f"s{j + 1}")
+        fired = []
+        for n, (t, shape) in enumerate(instances(cfg, transitions)):
+            a = fresh_args(t.args, shape, f"a{j}.{n}")
+            step = t.fn(cfg, state, a, ops)
+            f = z3.Bool(f"fired{j}.{n}.{t.name}")
+            solver.add(z3.Implies(f, z3.And(_as_bool(step.enabled), equal(nxt, step.next))))
+            fired.append((f, t, a, step))
+        solver.add(z3.PbEq([(f, 1) for f, _, _, _ in fired], 1))
+        yield j, state, nxt, fired
+        state = nxt
+
+
 def bmc(k: int, cfg: Config = BMC_CONFIG, transitions: dict[str, Transition] | None = None,
         invariants: dict | None = None, properties: dict | None = None, timeout_ms: int = 120_000,
         progress: Callable[[str], None] | None = None) -> BmcResult:
@@ -52,25 +72,17 @@ def bmc(k: int, cfg: Config = BMC_CONFIG, transitions: dict[str, Transition] | N
     ops = Z3Ops(cfg.memsize)
     solver = z3.Solver()
     solver.set("timeout", timeout_ms)
-    state = lift_state(init_state(cfg))
-    fired_at: list[list[tuple[Any, Transition, Any]]] = []
+    fired_at: list[list[tuple[Any, Transition, Any, Any]]] = []
     per_depth = []
     mark = start
-    for j in range(k):
-        nxt = fresh_state(cfg, f"s{j + 1}")
-        fired, broken = [], []
-        for n, (t, shape) in enumerate(instances(cfg, transitions)):
-            a = fresh_args(t.args, shape, f"a{j}.{n}")
-            step = t.fn(cfg, state, a, ops)
-            f = z3.Bool(f"fired{j}.{n}.{t.name}")
-            solver.add(z3.Implies(f, z3.And(_as_bool(step.enabled), equal(nxt, step.next))))
+    for j, state, nxt, fired in _depths(k, cfg, transitions, solver):
+        broken = []
+        for n, (f, t, a, step) in enumerate(fired):
             i = z3.Int(f"byte{j}.{n}")
             # state invariants are checked once per depth, on ``nxt`` below
             checks = [p(cfg, t.name, state, a, step, ops) for p in properties.values()]
             checks += [frame_condition(cfg, t.name, state, a, step, ops, h, i) for h in range(HOSTS)]
             broken.append(z3.And(f, z3.Not(z3.And(*[_as_bool(c) for c in checks]))))
-            fired.append((f, t, a))
-        solver.add(z3.PbEq([(f, 1) for f, _, _ in fired], 1))
         fired_at.append(fired)
         holds = z3.And(*[_as_bool(inv(cfg, nxt, ops)) for inv in invariants.values()])
         broken.append(z3.Not(holds))
@@ -89,14 +101,33 @@ def bmc(k: int, cfg: Config = BMC_CONFIG, transitions: dict[str, Transition] | N
         # the invariants, so they hold at depth j + 1 as a proven lemma. It
         # keeps the search to paths whose first violation is still ahead.
         solver.add(holds)
-        state = nxt
     return BmcResult(k, "none found", time.perf_counter() - start, None, tuple(per_depth))
+
+
+def reach(k: int, transition: str, status: int, cfg: Config = BMC_CONFIG,
+          transitions: dict[str, Transition] | None = None, timeout_ms: int = 120_000) -> BmcResult:
+    """A sequence of exactly ``k`` steps from Init whose last step is
+    ``transition`` answering ``status``: BMC asked for a witness instead of a
+    violation (one query, at depth ``k``). The verdict is "reached" (with the
+    trace, replayed on the concrete model), "none found" or "unknown"."""
+    transitions = TRANSITIONS if transitions is None else transitions
+    start = time.perf_counter()
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    fired_at = [fired for _, _, _, fired in _depths(k, cfg, transitions, solver)]
+    goal = z3.Or(*[z3.And(f, _as_bool(step.status == status))
+                   for f, t, _, step in fired_at[-1] if t.name == transition])
+    verdict = solver.check(goal)
+    if verdict == z3.sat:
+        trace = _trace(cfg, solver.model(), fired_at, transitions, None, None)
+        return BmcResult(k, "reached", time.perf_counter() - start, trace)
+    return BmcResult(k, "none found" if verdict == z3.unsat else "unknown", time.perf_counter() - start)
 
 
 def _trace(cfg: Config, model: z3.ModelRef, fired_at, transitions, invariants, properties) -> Trace:
     steps = []
     for fired in fired_at:
-        for f, t, a in fired:
+        for f, t, a, _ in fired:
             if z3.is_true(model.eval(f, model_completion=True)):
                 steps.append(TraceStep(t.name, concrete(model, a, cfg.memsize)))
                 break

@@ -12,7 +12,10 @@ from sanspi.cli import UsageError, clear_progress, progress
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prove", help="prove the model's invariants with z3 (induction, or BMC with --bmc)")
     p.add_argument("--bmc", type=int, metavar="K", help="search every sequence of at most K steps from Init")
-    p.add_argument("--stats", action="store_true", help="time the whole proof and BMC at K = 4, 6, 8")
+    p.add_argument("--unbounded", action="store_true",
+                   help="prove for any number of registrations, connections and pages (z3 arrays and quantifiers)")
+    p.add_argument("--stats", action="store_true",
+                   help="time the whole proof, the unbounded proof and BMC at K = 4, 6, 8")
     p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds per z3 query (default 20)")
     p.add_argument("--trace-out", default="reports/bmc-trace.json", metavar="PATH",
                    help="where --bmc writes a counterexample trace (default reports/bmc-trace.json)")
@@ -47,6 +50,8 @@ def run_prove(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout must be positive, not {args.timeout}")
     if args.bmc is not None and not 1 <= args.bmc <= 30:
         raise UsageError(f"--bmc takes a bound from 1 to 30, not {args.bmc}")
+    if args.unbounded and (args.bmc is not None or args.stats):
+        raise UsageError("--unbounded is a proof by induction: it does not combine with --bmc or --stats")
     if args.list_bugs:
         for b in SEEDED_BUGS:
             print(f"{b.name:32} {b.clause:10} {b.what}")
@@ -62,12 +67,25 @@ def run_prove(args: argparse.Namespace) -> int:
         return _induction(args, table)
 
 
+def _proof(args):
+    """(backend, config, the bounds in words) of the proof asked for."""
+    from sanspi.proof.induction import BOUNDED, PROOF_CONFIG, UNBOUNDED, UNBOUNDED_CONFIG
+
+    if args.unbounded:
+        c = UNBOUNDED_CONFIG
+        return UNBOUNDED, c, (f"2 hosts, any number of connections, registrations a host and pages of "
+                              f"{c.page_size} bytes, up to {c.max_sge} buffer(s) a call")
+    return BOUNDED, PROOF_CONFIG, _bounds(PROOF_CONFIG)
+
+
 def _induction(args, table) -> int:
-    from sanspi.proof.induction import PROOF_CONFIG, prove
+    from sanspi.proof.induction import prove
     from sanspi.proof.report import render_counterexample, render_table
 
+    backend, cfg, bounds = _proof(args)
     start = time.perf_counter()
-    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress)
+    results = prove(cfg, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress,
+                    backend=backend)
     clear_progress()
     elapsed = time.perf_counter() - start
     print(render_table(results))
@@ -81,7 +99,7 @@ def _induction(args, table) -> int:
     unknown = sum(1 for r in failed if r.verdict == "unknown")
     print()
     print(f"{len(results)} checks in {elapsed:.1f}s: {len(results) - len(failed)} proved, "
-          f"{len(failed) - unknown} counterexamples, {unknown} unknown (bounds: {_bounds(PROOF_CONFIG)})")
+          f"{len(failed) - unknown} counterexamples, {unknown} unknown (bounds: {bounds})")
     return 1 if failed else 0
 
 
@@ -117,44 +135,52 @@ def _bmc(args, table) -> int:
 
 
 def _stats(args, table) -> int:
-    from sanspi.proof.bmc import BMC_CONFIG, bmc
-    from sanspi.proof.induction import PROOF_CONFIG, prove
+    from sanspi.bench.proofcost import proof_cost
 
-    rows = []
-    start = time.perf_counter()
-    results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress)
-    rows.append(("whole proof (induction)", time.perf_counter() - start,
-                 "all proved" if all(r.ok for r in results) else "FAILED"))
-    for k in (4, 6, 8):
-        r = bmc(k, BMC_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000) * 6, progress=progress)
-        rows.append((f"BMC K={k}", r.seconds, r.verdict))
+    cost = proof_cost((4, 6, 8), args.timeout, progress=progress, transitions=table)
     clear_progress()
+    rows = [(f"whole proof (induction), {cost['induction']['checks']} checks", cost["induction"]),
+            (f"unbounded proof (induction, any size), {cost['unbounded']['checks']} checks", cost["unbounded"])]
+    rows += [(f"BMC K={b['k']}", b) for b in cost["bmc"]]
     print("| proof | seconds | verdict |")
     print("|---|---|---|")
-    for name, secs, verdict in rows:
-        print(f"| {name} | {secs:.1f} | {verdict} |")
-    return 0 if rows[0][2] == "all proved" and all(v == "none found" for _, _, v in rows[1:]) else 1
+    for name, r in rows:
+        print(f"| {name} | {r['seconds']:.1f} | {r['verdict']} |")
+    return 0 if all(r["verdict"] in ("all proved", "none found") for _, r in rows) else 1
 
 
 def _self_test(args) -> int:
-    from sanspi.proof.induction import PROOF_CONFIG, prove
+    from sanspi.proof.induction import prove
     from sanspi.proof.seeded import SEEDED_BUGS
 
-    print("| seeded bug | clause | first counterexample | seconds |")
+    backend, cfg, bounds = _proof(args)
+    print(f"seeded bugs, {backend.name} proof ({bounds}):")
+    print()
+    print("| seeded bug | clause | caught by | seconds |")
     print("|---|---|---|---|")
     survivors = 0
     for bug in SEEDED_BUGS:
         start = time.perf_counter()
         with bug.applied() as table:
-            results = prove(PROOF_CONFIG, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress)
+            results = prove(cfg, transitions=table, timeout_ms=int(args.timeout * 1000), progress=progress,
+                            backend=backend)
         clear_progress()
-        found = [r for r in results if r.verdict == "counterexample" and r.cex and r.cex.confirmed]
-        first = f"{found[0].check} on {found[0].transition}" if found else "NONE: the bug survived"
-        survivors += not found
-        print(f"| {bug.name} | {bug.clause} | {first} | {time.perf_counter() - start:.1f} |")
+        caught = caught_by(results)
+        unknown = sum(r.verdict == "unknown" for r in results)
+        survivors += not caught
+        note = f" ({unknown} unknown)" if unknown else ""
+        print(f"| {bug.name} | {bug.clause} | {caught or 'NONE: the bug survived'}{note} | "
+              f"{time.perf_counter() - start:.1f} |")
     print()
     print(f"{len(SEEDED_BUGS) - survivors} of {len(SEEDED_BUGS)} seeded bugs caught")
     return 1 if survivors else 0
+
+
+def caught_by(results) -> str:
+    """Every check with a counterexample the concrete model confirms, in the
+    table's order ("frame" last), comma-separated; empty if none."""
+    failed = {r.check for r in results if r.verdict == "counterexample" and r.cex and r.cex.confirmed}
+    return ", ".join(c for c in dict.fromkeys(r.check for r in results) if c in failed)
 
 
 #: A trace file larger than this is refused before it is parsed.

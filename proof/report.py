@@ -37,8 +37,11 @@ def render_counterexample(r: Result) -> str:
     assert cex is not None and r.verdict != PROVED
     st = TraceStep(cex.transition, cex.args)
     status = "" if not cex.step.enabled else f" -> {wsa_name(cex.step.status)}, result {cex.step.result}"
-    lines = [f"counterexample to {r.check} on {cex.transition} ({r.shape}):",
-             "pre-state (satisfies every invariant):"]
+    head = f"counterexample to {r.check} on {cex.transition} ({r.shape}):"
+    if cex.config is not None:
+        c = cex.config
+        head = head[:-1] + f", at {c.pages} page(s), {c.slots} registration(s) a host, {c.sockets} connection(s):"
+    lines = [head, "pre-state (satisfies every invariant):"]
     lines += [f"  {f}" for f in facts(cex.pre)]
     lines.append(f"step: {call_text(st)}{status}")
     lines += [f"  {d}" for d in diff(cex.pre, cex.step.next)]

@@ -8,7 +8,7 @@ Nothing here restates a transition: the prover runs the functions in
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 import z3
@@ -108,6 +108,31 @@ class Z3Ops:
             return tuple(seq[:index]) + (value,) + tuple(seq[index + 1:])
         return tuple(self.ite(index == k, value, x) for k, x in enumerate(seq))
 
+    # --- collections of a fixed length: unrolled
+
+    def exists(self, seq, pred):
+        return self.or_(*[pred(x) for x in seq])
+
+    def forall(self, seq, pred):
+        return self.forall_at(seq, lambda _, x: pred(x))
+
+    def forall_at(self, seq, pred):
+        return self.and_(*[pred(i, x) for i, x in enumerate(seq)])
+
+    def find(self, seq, pred):
+        """(some element satisfies pred, the index of the first one, 0 if none)."""
+        conds = [pred(x) for x in seq]
+        index = 0
+        for i in reversed(range(len(conds))):
+            index = self.ite(conds[i], i, index)
+        return self.or_(*conds), index
+
+    def map(self, seq, fn):
+        return self.map_at(seq, lambda _, x: fn(x))
+
+    def map_at(self, seq, fn):
+        return tuple(fn(i, x) for i, x in enumerate(seq))
+
     def mem_get(self, mem, at):
         return z3.Select(_lift(mem), at)
 
@@ -146,15 +171,22 @@ def _fresh_record(cls: type, prefix: str) -> Any:
     return cls(**values)
 
 
-def fresh_state(cfg: Config, tag: str) -> State:
+def fresh_tuple(kind: type | None, size: int, name: str) -> tuple:
+    """``size`` fresh elements: records of ``kind``, or booleans if None."""
+    return tuple(z3.Bool(f"{name}{i}") if kind is None else _fresh_record(kind, f"{name}{i}") for i in range(size))
+
+
+def fresh_state(cfg: Config, tag: str, collection: Callable[[Any, Any, str], Any] = fresh_tuple) -> State:
+    """A state of fresh z3 constants; ``collection(kind, size, name)`` makes
+    a host's pages (kind None), registrations and endpoints."""
     hosts = []
     for h in range(HOSTS):
         p = f"{tag}.h{h}"
         hosts.append(Host(
             startups=z3.Int(f"{p}.startups"),
-            mapped=tuple(z3.Bool(f"{p}.mapped{i}") for i in range(cfg.pages)),
-            slots=tuple(_fresh_record(Slot, f"{p}.slot{i}") for i in range(cfg.slots)),
-            eps=tuple(_fresh_record(Endpoint, f"{p}.ep{i}") for i in range(cfg.sockets)),
+            mapped=collection(None, cfg.pages, f"{p}.mapped"),
+            slots=collection(Slot, cfg.slots, f"{p}.slot"),
+            eps=collection(Endpoint, cfg.sockets, f"{p}.ep"),
             mem=z3.Const(f"{p}.mem", MEM_SORT),
         ))
     return State(hosts=tuple(hosts), next_id=z3.Int(f"{tag}.next_id"))

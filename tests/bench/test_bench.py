@@ -93,10 +93,13 @@ def test_cli_writes_json_png_and_table(capsys, tmp_path):
     assert code == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
     report.validate(doc)
-    assert set(doc["parts"]) == {"proof"} and doc["parts"]["proof"]["induction"]["verdict"] == "all proved"
-    assert {f["key"] for f in doc["figures"]} == {"bmc-1-vs-induction", "bmc-2-vs-induction"}
+    proof = doc["parts"]["proof"]
+    assert set(doc["parts"]) == {"proof"} and proof["induction"]["verdict"] == "all proved"
+    assert proof["unbounded"]["verdict"] == "all proved" and proof["unbounded"]["checks"] > proof["induction"]["checks"]
+    assert {f["key"] for f in doc["figures"]} == {"unbounded-vs-induction", "bmc-1-vs-induction", "bmc-2-vs-induction"}
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| proof | BMC K=2 vs the whole proof |" in out
+    assert "| proof | the unbounded proof vs the whole proof |" in out
 
 
 def test_record_replaces_only_between_the_markers(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from sanspi.model.constants import (
+    AT_CALL,
     CLOSED,
     CONNECTED,
     ERRORED,
@@ -24,6 +25,7 @@ from sanspi.model.constants import (
     MEM_WRITE,
     OK,
     RECV_DONE,
+    REFUSED_BY_PEER,
     WSA_IO_PENDING,
     WSA_OPERATION_ABORTED,
     WSAECONNABORTED,
@@ -84,7 +86,7 @@ def test_ext03_optional_functions_absent():
     assert m.call("get_extension", host=0, fn=FN_RDMA_WRITE).status == OK
     # and the model then never runs them
     h = reg(m)
-    assert not m.enabled("rdma_read", make_args("rdma_read", host=0, sock=0, sges=[(h, 0, 8)], desc=1, offset=0))
+    assert not m.enabled("rdma_read", make_args("rdma_read", host=0, sock=0, sges=[(8, 0, h)], desc=1, offset=0))
     assert not m.enabled("cache_callback", make_args("cache_callback", host=0, addr=0, size=PAGE))
 
 
@@ -254,7 +256,7 @@ def test_acc02_remote_permissions(m):
     src = reg(m, host=0, flags=MEM_READWRITE)
     ro = rreg(m, host=1, addr=0, length=64, flags=MEM_READ)
     wo = rreg(m, host=1, addr=64, length=64, flags=MEM_WRITE)
-    w = dict(host=0, sock=0, sges=[(src, 0, 8)], offset=0)
+    w = dict(host=0, sock=0, sges=[(8, 0, src)], offset=0)
     assert statuses(m, "rdma_write", desc=ro, **w) == {WSAEINVAL, WSAECONNRESET}
     assert statuses(m, "rdma_read", desc=wo, **w) == {WSAEINVAL, WSAECONNRESET}
     assert statuses(m, "rdma_write", desc=wo, **w) == {OK}
@@ -267,9 +269,9 @@ def test_acc03_local_access(m):
     write_only = reg(m, host=0, addr=64, length=64, flags=MEM_WRITE)
     d = rreg(m, host=1, flags=MEM_READWRITE)
     # a write's source needs MEM_READ; a read's sink needs MEM_WRITE
-    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(write_only, 64, 8)], desc=d, offset=0) == {WSAEINVAL}
-    assert statuses(m, "rdma_read", host=0, sock=0, sges=[(read_only, 0, 8)], desc=d, offset=0) == {WSAEINVAL}
-    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(read_only, 0, 8)], desc=d, offset=0) == {OK}
+    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(8, 64, write_only)], desc=d, offset=0) == {WSAEINVAL}
+    assert statuses(m, "rdma_read", host=0, sock=0, sges=[(8, 0, read_only)], desc=d, offset=0) == {WSAEINVAL}
+    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(8, 0, read_only)], desc=d, offset=0) == {OK}
 
 
 # --- WSPRegisterMemory ----------------------------------------------------------
@@ -305,7 +307,7 @@ def test_reg05_same_buffer_counts(m):
     assert [s.refs for s in m.state.hosts[0].slots if s.rid == h1] == [1]
     # still usable after one of the two references is gone
     d = rreg(m)
-    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(h1, 0, 10)], desc=d, offset=0) == {OK}
+    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(10, 0, h1)], desc=d, offset=0) == {OK}
     # a different length or flags is a different registration
     assert reg(m, addr=0, length=99, flags=MEM_READ) != h1
     assert reg(m, addr=0, length=100, flags=MEM_READWRITE) != h1
@@ -316,7 +318,7 @@ def test_reg06_handle_only_on_its_socket(m):
     h = reg(m, sock=0)
     d = rreg(m, host=1, sock=1)
     assert m.call("deregister_memory", host=0, sock=1, rid=h).status == WSAEINVAL
-    assert statuses(m, "rdma_write", host=0, sock=1, sges=[(h, 0, 8)], desc=d, offset=0) == {WSAEINVAL}
+    assert statuses(m, "rdma_write", host=0, sock=1, sges=[(8, 0, h)], desc=d, offset=0) == {WSAEINVAL}
     # a foreign handle (the peer's), garbage, and a deregistered one
     peer = reg(m, host=1, sock=0)
     for bad in (peer, 0, 999, -7):
@@ -365,7 +367,7 @@ def test_dereg03_in_use_by_posted_receive(m):
     assert m.call("post_recv", host=1, sock=0, handle=h, addr=0, length=64).status == WSA_IO_PENDING
     assert m.call("deregister_memory", host=1, sock=0, rid=h).status == WSAEINVAL
     src = reg(m, host=0, flags=MEM_READ)
-    m.call("send", host=0, sock=0, sges=[(src, 0, 10)])
+    m.call("send", host=0, sock=0, sges=[(10, 0, src)])
     done = m.call("recv_done", host=1, sock=0)
     assert (done.status, done.result) == (OK, 10)
     assert m.call("deregister_memory", host=1, sock=0, rid=h).status == OK
@@ -387,11 +389,11 @@ def test_dereg04_last_reference_without_cache():
 def test_rreg02_descriptor_only_on_its_connection(m):
     d = rreg(m, host=1, sock=0)
     src1 = reg(m, host=0, sock=1)
-    assert statuses(m, "rdma_write", host=0, sock=1, sges=[(src1, 0, 8)], desc=d, offset=0) == {
+    assert statuses(m, "rdma_write", host=0, sock=1, sges=[(8, 0, src1)], desc=d, offset=0) == {
         WSAEINVAL, WSAECONNRESET}
     # the registering host cannot target its own buffer either
     own = reg(m, host=1, sock=0)
-    assert statuses(m, "rdma_write", host=1, sock=0, sges=[(own, 0, 8)], desc=d, offset=0) == {
+    assert statuses(m, "rdma_write", host=1, sock=0, sges=[(8, 0, own)], desc=d, offset=0) == {
         WSAEINVAL, WSAECONNRESET}
 
 
@@ -414,9 +416,9 @@ def test_rreg04_rdma_refcount(m):
     assert rreg(m, addr=0, length=64) == d1
     src = reg(m, host=0)
     assert m.call("deregister_rdma_memory", host=1, sock=0, rid=d1).status == OK
-    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=d1, offset=0) == {OK}
+    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d1, offset=0) == {OK}
     assert m.call("deregister_rdma_memory", host=1, sock=0, rid=d1).status == OK
-    assert WSAECONNRESET in statuses(m, "rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=d1, offset=0)
+    assert WSAECONNRESET in statuses(m, "rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d1, offset=0)
 
 
 # --- WSPDeregisterRdmaMemory -------------------------------------------------------
@@ -438,12 +440,12 @@ def test_rdereg02_revoked_even_while_cached(m):
     src = reg(m, host=0)
     m.call("deregister_rdma_memory", host=1, sock=0, rid=d)
     assert any(s.used and s.refs == 0 for s in m.state.hosts[1].slots)  # cached
-    assert OK not in statuses(m, "rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=d, offset=0)
+    assert OK not in statuses(m, "rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d, offset=0)
     # re-registered from the cache: a new descriptor; the old one stays dead
     d2 = rreg(m, host=1, addr=0, length=64)
     assert d2 != d
-    assert OK not in statuses(m, "rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=d, offset=0)
-    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=d2, offset=0) == {OK}
+    assert OK not in statuses(m, "rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d, offset=0)
+    assert statuses(m, "rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d2, offset=0) == {OK}
 
 
 # --- the registration cache ------------------------------------------------------
@@ -496,7 +498,7 @@ def test_rdma06_write_moves_bytes_in_order(m):
     b = fill(m, 0, 500, 20, seed=77)
     src = reg(m, host=0, addr=0, length=1024, flags=MEM_READ)
     d = rreg(m, host=1, addr=PAGE, length=256, flags=MEM_WRITE)
-    step = m.call("rdma_write", host=0, sock=0, sges=[(src, 0, 30), (src, 500, 20)], desc=d, offset=7)
+    step = m.call("rdma_write", host=0, sock=0, sges=[(30, 0, src), (20, 500, src)], desc=d, offset=7)
     assert (step.status, step.result) == (OK, 50)
     assert m.memory(1, PAGE + 7, 50) == a + b
     assert m.memory(1, PAGE, 7) == bytes(7) and m.memory(1, PAGE + 57, 10) == bytes(10)
@@ -507,7 +509,7 @@ def test_rdma07_read_moves_bytes_in_order(m):
     remote = fill(m, 1, 2 * PAGE, 64, seed=33)
     d = rreg(m, host=1, addr=2 * PAGE, length=64, flags=MEM_READ)
     sink = reg(m, host=0, addr=0, length=PAGE, flags=MEM_WRITE)
-    step = m.call("rdma_read", host=0, sock=0, sges=[(sink, 10, 5), (sink, 100, 11)], desc=d, offset=48)
+    step = m.call("rdma_read", host=0, sock=0, sges=[(5, 10, sink), (11, 100, sink)], desc=d, offset=48)
     assert (step.status, step.result) == (OK, 16)
     assert m.memory(0, 10, 5) == remote[48:53] and m.memory(0, 100, 11) == remote[53:64]
     assert m.memory(1, 2 * PAGE, 64) == remote
@@ -517,10 +519,10 @@ def test_rdma07_read_moves_bytes_in_order(m):
 def test_rdma02_connection_must_be_up(m):
     src = reg(m, host=0)
     d = rreg(m, host=1)
-    args = dict(host=0, sges=[(src, 0, 8)], desc=d, offset=0)
+    args = dict(host=0, sges=[(8, 0, src)], desc=d, offset=0)
     assert statuses(m, "rdma_write", sock=5, **args) == {WSAENOTCONN}
     # fail the connection, then everything on it gets WSAECONNABORTED
-    m.call("rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=d + 50, offset=0, choice=1)
+    m.call("rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d + 50, offset=0, choice=REFUSED_BY_PEER)
     assert statuses(m, "rdma_write", sock=0, **args) == {WSAECONNABORTED}
     assert statuses(m, "rdma_read", sock=0, **args) == {WSAECONNABORTED}
     assert m.call("register_memory", host=0, sock=0, addr=0, length=8, flags=MEM_READ).status == WSAENOTCONN
@@ -534,7 +536,7 @@ def test_rdma03_buffer_count(m):
     src = reg(m, host=0)
     d = rreg(m, host=1)
     assert statuses(m, "rdma_write", host=0, sock=0, sges=[], desc=d, offset=0) == {WSAEINVAL}
-    many = [(src, i, 1) for i in range(m.cfg.max_sge + 1)]
+    many = [(1, i, src) for i in range(m.cfg.max_sge + 1)]
     assert statuses(m, "rdma_write", host=0, sock=0, sges=many, desc=d, offset=0) == {WSAEINVAL}
     assert statuses(m, "rdma_write", host=0, sock=0, sges=many[:-1], desc=d, offset=0) == {OK}
 
@@ -544,19 +546,19 @@ def test_rdma04_local_buffer_checks_in_order(m):
     src = reg(m, host=0, addr=0, length=64, flags=MEM_READ)
     d = rreg(m, host=1)
     w = dict(host=0, sock=0, desc=d, offset=0)
-    assert statuses(m, "rdma_write", sges=[(src + 99, 0, 8)], **w) == {WSAEINVAL}  # not a handle
-    assert statuses(m, "rdma_write", sges=[(src, 0, 0)], **w) == {WSAEINVAL}  # zero length
-    assert statuses(m, "rdma_write", sges=[(src, 60, 5)], **w) == {WSAEFAULT}  # runs past the end
-    assert statuses(m, "rdma_write", sges=[(src, -1, 5)], **w) == {WSAEFAULT}  # starts before
+    assert statuses(m, "rdma_write", sges=[(8, 0, src + 99)], **w) == {WSAEINVAL}  # not a handle
+    assert statuses(m, "rdma_write", sges=[(0, 0, src)], **w) == {WSAEINVAL}  # zero length
+    assert statuses(m, "rdma_write", sges=[(5, 60, src)], **w) == {WSAEFAULT}  # runs past the end
+    assert statuses(m, "rdma_write", sges=[(5, -1, src)], **w) == {WSAEFAULT}  # starts before
     # the first bad buffer names the error
-    assert statuses(m, "rdma_write", sges=[(src, 60, 5), (0, 0, 1)], **w) == {WSAEFAULT}
+    assert statuses(m, "rdma_write", sges=[(5, 60, src), (1, 0, 0)], **w) == {WSAEFAULT}
 
 
 @clause("RDMA-05", "RDMA-08")
 def test_rdma05_target_bounds(m):
     src = reg(m, host=0)
     d = rreg(m, host=1, addr=0, length=64)
-    w = dict(host=0, sock=0, sges=[(src, 0, 8)], desc=d)
+    w = dict(host=0, sock=0, sges=[(8, 0, src)], desc=d)
     assert statuses(m, "rdma_write", offset=56, **w) == {OK}  # the last 8 bytes
     assert statuses(m, "rdma_write", offset=57, **w) == {WSAEINVAL, WSAECONNRESET}  # one past
     assert statuses(m, "rdma_write", offset=2**32 - 1, **w) == {WSAEINVAL, WSAECONNRESET}
@@ -567,15 +569,23 @@ def test_rdma05_target_bounds(m):
 def test_rdma08_refused_outcomes_change_nothing_or_fail_connection(m):
     src = reg(m, host=0)
     fill(m, 0, 0, 8, seed=5)
-    args = make_args("rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=12345, offset=0)
+    args = make_args("rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=12345, offset=0)
     invalid, reset = m.outcomes("rdma_write", args)
+    # the same two, asked for by name
+    assert (m.outcome("rdma_write", args, AT_CALL), m.outcome("rdma_write", args, REFUSED_BY_PEER)) == (
+        invalid, reset)
     assert invalid.status == WSAEINVAL and invalid.next == m.state
     assert reset.status == WSAECONNRESET
     assert [h.mem for h in reset.next.hosts] == [h.mem for h in m.state.hosts]
     assert [h.eps[0].conn for h in reset.next.hosts] == [ERRORED, ERRORED]
-    with pytest.raises(NotEnabled):  # a determined outcome has no second choice
-        d = rreg(m)
-        m.call("rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=d, offset=0, choice=1)
+    d = rreg(m)
+    fits = make_args("rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d, offset=0)
+    assert m.outcome("rdma_write", fits, REFUSED_BY_PEER) is None  # a determined outcome has no second
+    assert m.outcome("rdma_write", fits, AT_CALL).status == OK
+    assert m.outcome("register_memory", make_args("register_memory", host=0, sock=0, addr=0, length=8,
+                                                  flags=MEM_READ), REFUSED_BY_PEER) is None
+    with pytest.raises(NotEnabled, match="refused by the peer"):
+        m.call("rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=d, offset=0, choice=REFUSED_BY_PEER)
 
 
 # --- connection errors -----------------------------------------------------------------
@@ -586,7 +596,7 @@ def test_conn01_failure_errors_both_ends_and_flushes(m):
     sink = reg(m, host=1, flags=MEM_WRITE)
     m.call("post_recv", host=1, sock=0, handle=sink, addr=0, length=64)
     src = reg(m, host=0)
-    step = m.call("rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=0, offset=0, choice=1)
+    step = m.call("rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=0, offset=0, choice=REFUSED_BY_PEER)
     assert step.status == WSAECONNRESET
     assert [h.eps[0].conn for h in m.state.hosts] == [ERRORED, ERRORED]
     assert [h.eps[1].conn for h in m.state.hosts] == [CONNECTED, CONNECTED]  # the other connection
@@ -600,11 +610,11 @@ def test_conn02_peer_sees_the_error_too(m):
     src = reg(m, host=0)
     peer_src = reg(m, host=1, flags=MEM_READWRITE)
     d = rreg(m, host=0)
-    m.call("rdma_write", host=0, sock=0, sges=[(src, 0, 8)], desc=0, offset=0, choice=1)
-    assert statuses(m, "rdma_write", host=1, sock=0, sges=[(peer_src, 0, 8)], desc=d, offset=0) == {
+    m.call("rdma_write", host=0, sock=0, sges=[(8, 0, src)], desc=0, offset=0, choice=REFUSED_BY_PEER)
+    assert statuses(m, "rdma_write", host=1, sock=0, sges=[(8, 0, peer_src)], desc=d, offset=0) == {
         WSAECONNABORTED}
     assert m.call("post_recv", host=1, sock=0, handle=peer_src, addr=0, length=8).status == WSAECONNABORTED
-    assert m.call("send", host=1, sock=0, sges=[(peer_src, 0, 8)]).status == WSAECONNABORTED
+    assert m.call("send", host=1, sock=0, sges=[(8, 0, peer_src)]).status == WSAECONNABORTED
     assert m.call("deregister_rdma_memory", host=0, sock=0, rid=d).status == OK
 
 
@@ -620,7 +630,7 @@ def test_xfer01_buffers_checked(m):
     assert m.call("post_recv", host=1, sock=1, handle=rw, addr=0, length=8).status == WSAEINVAL
     assert m.call("post_recv", host=1, sock=4, handle=rw, addr=0, length=8).status == WSAENOTCONN
     wo = reg(m, host=0, addr=0, length=64, flags=MEM_WRITE)
-    assert m.call("send", host=0, sock=0, sges=[(wo, 0, 8)]).status == WSAEINVAL
+    assert m.call("send", host=0, sock=0, sges=[(8, 0, wo)]).status == WSAEINVAL
 
 
 @clause("XFER-03")
@@ -628,15 +638,15 @@ def test_xfer03_send_delivers(m):
     data = fill(m, 0, 0, 40, seed=3)
     src = reg(m, host=0, flags=MEM_READ)
     sink = reg(m, host=1, addr=PAGE, length=PAGE, flags=MEM_WRITE)
-    send_args = make_args("send", host=0, sock=0, sges=[(src, 0, 40)])
+    send_args = make_args("send", host=0, sock=0, sges=[(40, 0, src)])
     assert not m.enabled("send", send_args)  # no receive posted: it would wait
     m.call("post_recv", host=1, sock=0, handle=sink, addr=PAGE + 1, length=40)
-    step = m.call("send", host=0, sock=0, sges=[(src, 0, 20), (src, 20, 20)])
+    step = m.call("send", host=0, sock=0, sges=[(20, 0, src), (20, 20, src)])
     assert (step.status, step.result) == (OK, 40)
     assert m.memory(1, PAGE + 1, 40) == data
     assert m.call("recv_done", host=1, sock=0).result == 40
     # larger than the posted receive: the connection fails
     m.call("post_recv", host=1, sock=0, handle=sink, addr=PAGE, length=10)
-    assert m.call("send", host=0, sock=0, sges=[(src, 0, 11)]).status == WSAECONNRESET
+    assert m.call("send", host=0, sock=0, sges=[(11, 0, src)]).status == WSAECONNRESET
     assert m.state.hosts[0].eps[0].conn == ERRORED
     assert m.call("recv_done", host=1, sock=0).status == WSA_OPERATION_ABORTED

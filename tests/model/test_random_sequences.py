@@ -57,8 +57,9 @@ def draw_args(draw, m: Model, name: str):
         if mine and draw(st.integers(0, 3)):
             sl = draw(st.sampled_from(mine))
             start = draw(st.integers(sl.addr, sl.addr + sl.length - 1))
-            return Sge(sl.rid, start, draw(st.integers(1, max(1, min(64, sl.addr + sl.length - start)))))
-        return Sge(draw(ids), draw(addrs), draw(lengths))
+            return Sge(length=draw(st.integers(1, max(1, min(64, sl.addr + sl.length - start)))), addr=start,
+                       handle=sl.rid)
+        return Sge(handle=draw(ids), addr=draw(addrs), length=draw(lengths))
 
     fields = {
         "host": st.just(host), "sock": st.just(sock),
