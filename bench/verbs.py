@@ -107,14 +107,14 @@ def regcache(sizes: list[int], quick: bool = False) -> list[dict]:
             fresh, regdereg, fresh_rdma = [], [], []
             for _ in range(n):
                 t0 = time.perf_counter()
-                mr = MR(p._pd, size, local_access, address=base)
+                mr = MR(p.dev.pd, size, local_access, address=base)
                 t1 = time.perf_counter()
                 mr.close()
                 t2 = time.perf_counter()
                 fresh.append(t1 - t0)
                 regdereg.append(t2 - t0)
                 t0 = time.perf_counter()
-                mr = MR(p._pd, size, rdma_access, address=base)
+                mr = MR(p.dev.pd, size, rdma_access, address=base)
                 fresh_rdma.append(time.perf_counter() - t0)
                 mr.close()
             hit_local, hit_local_pair = _hits(lambda: p.register_memory(SOCK, base, size, MEM_READWRITE),
