@@ -100,8 +100,7 @@ def regcache(sizes: list[int], quick: bool = False) -> list[dict]:
         p = pair.p[0]
         base = pair.mapped(0, max(sizes))
         local_access = e.IBV_ACCESS_LOCAL_WRITE
-        rdma_access = (e.IBV_ACCESS_MW_BIND | e.IBV_ACCESS_REMOTE_READ | e.IBV_ACCESS_REMOTE_WRITE
-                       | e.IBV_ACCESS_LOCAL_WRITE)
+        rdma_access = e.IBV_ACCESS_MW_BIND | e.IBV_ACCESS_LOCAL_WRITE  # what a MEM_READWRITE registration asks
         for size in sizes:
             n = _reps(size, quick)
             fresh, regdereg, fresh_rdma = [], [], []

@@ -318,11 +318,15 @@ class VerbsProvider:
             # MEM_READ needs no access bit (a gather source); a sink needs LOCAL_WRITE (ACC-03)
             access = _e.IBV_ACCESS_LOCAL_WRITE if grants(flags, MEM_WRITE) else 0
         else:
+            # RREG-02, RDEREG-02: no remote right on the MR itself. On rxe an
+            # MR with one answers to ``index << 8 | 8 bits`` from any QP of
+            # the PD, so 256 guesses would reach the buffer from another
+            # connection, or after deregistration while cached (issue 14).
+            # The window grants the rights; binding it needs MW_BIND, and
+            # LOCAL_WRITE when it grants remote write (lab/RXE-FACTS.md).
             access = _e.IBV_ACCESS_MW_BIND
-            if grants(flags, MEM_READ):
-                access |= _e.IBV_ACCESS_REMOTE_READ
             if grants(flags, MEM_WRITE):
-                access |= _e.IBV_ACCESS_REMOTE_WRITE | _e.IBV_ACCESS_LOCAL_WRITE
+                access |= _e.IBV_ACCESS_LOCAL_WRITE
         try:
             mr = self.dev.reg_mr(buf, length, access)
         except PyverbsRDMAError as exc:  # EFAULT: the pages went away; else out of resources
