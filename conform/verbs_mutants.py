@@ -81,13 +81,13 @@ def _mr_widened(self: Device, addr: int, length: int, access: int) -> Any:
     return Device.reg_mr(self, addr, length, access)
 
 
-def _expose_widened(self: Windows, r: Any) -> bool:
+def _prepare_widened(self: Windows, r: Any) -> bool:
     """The window is bound, and the descriptor sealed, as MEM_READWRITE:
     the peer's requester and rxe then both let through what the flags forbid."""
     asked = r.flags
     r.flags = MEM_READWRITE
     try:
-        return Windows.expose(self, r)
+        return Windows.prepare(self, r)
     finally:
         r.flags = asked
 
@@ -137,13 +137,13 @@ def _refusal_code(fn: Callable) -> Callable:
 # --- REG-05, CACHE-02: the table keyed without the flags -------------------------------
 
 
-def _find_any_flags(self: RegistrationTable, key: tuple, live: bool) -> Any:
+def _lookup_any_flags(self: RegistrationTable, key: tuple) -> Any:
     """An entry of the same socket, address and length matches whatever its
     flags (a table keyed by range alone, as many registration caches are): a
     read-only registration's MR and handle serve one asked for writing."""
     *rest, asked = key
     for flags in (asked, MEM_READ, MEM_WRITE, MEM_READWRITE):
-        hit = RegistrationTable.find(self, (*rest, flags), live)
+        hit = RegistrationTable.lookup(self, (*rest, flags))
         if hit is not None:
             return hit
     return None
@@ -179,7 +179,7 @@ VERBS_MUTANTS: tuple[VerbsMutant, ...] = (
                     rdma_read=_refusal_code(VerbsProvider.rdma_read))),
     VerbsMutant("verbs-table-ignores-flags", "REG-05", "a registration of the same buffer with other flags "
                 "matches the live or cached entry: its MR and handle are reused", provider(
-                    "TableIgnoresFlags", Table=component(RegistrationTable, find=_find_any_flags))),
+                    "TableIgnoresFlags", Table=component(RegistrationTable, lookup=_lookup_any_flags))),
     # these two need conform.machine's transfer_that_fits: a live target that
     # does not grant the access, and one left with one of two references
     VerbsMutant("verbs-dereg-revokes-every-reference", "RDEREG-03", "one WSPDeregisterRdmaMemory drops every "
@@ -188,7 +188,7 @@ VERBS_MUTANTS: tuple[VerbsMutant, ...] = (
     VerbsMutant("verbs-remote-access-widened", "ACC-02", "an RDMA registration's window and descriptor "
                 "grant remote read and write whatever the flags", provider(
                     "WidenedAccess", Device=component(Device, reg_mr=_mr_widened),
-                    Windows=component(Windows, expose=_expose_widened))),
+                    Windows=component(Windows, prepare=_prepare_widened))),
 )
 
 BY_NAME = {m.name: m for m in VERBS_MUTANTS}

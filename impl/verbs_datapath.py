@@ -43,9 +43,9 @@ class DataPath:
         #: Data WRs by (opcode, SGEs, rkey, remote address).
         self._wrs: dict[tuple, Any] = {}
 
-    def transfer(self, opcode: int, bufs: list, rkey: int | None, remote: int | None) -> Any:
+    def transfer(self, opcode: int, bufs: list, rkey: int | None, remote: int | None) -> int | None:
         """One signalled data WR, one SGE per WSABUFEX in array order, and
-        its completion (None at the deadline). ``bufs`` is [(WsaBufEx,
+        its completion's status (None at the deadline). ``bufs`` is [(WsaBufEx,
         registration)]; the WR is a pure function of (opcode, SGEs, rkey,
         remote address), so one made before for the same values is posted
         again with a new ``wr_id`` (``ibv_post_send`` copies it into the

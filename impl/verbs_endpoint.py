@@ -82,7 +82,10 @@ class Endpoint:
     may be called again."""
 
     def __init__(self, qp: Any, scq: Any, rcq: Any) -> None:
+        from pyverbs.cq import PollCqAttr
+
         self.qp, self.scq, self.rcq = qp, scq, rcq
+        self._poll_attr = PollCqAttr()
         self.conn = CONNECTED
         self.remote_qpn = 0
         self.codec = Codec()
@@ -109,11 +112,11 @@ class Endpoint:
         side channel, or is closed on failure (the exception propagates)."""
         import pyverbs.enums as e
         from pyverbs.addr import AHAttr, GID, GlobalRoute
-        from pyverbs.cq import CQ
+        from pyverbs.cq import CQ, CQEX, CqInitAttrEx
         from pyverbs.qp import QPAttr, QPCap, QPEx, QPInitAttrEx
 
         conn.settimeout(CONNECT_DEADLINE_S)
-        scq = CQ(device.ctx, 32)
+        scq = CQEX(device.ctx, CqInitAttrEx(cqe=32))  # read in place: see ``poll_send``
         rcq = CQ(device.ctx, 8)
         ops = (e.IBV_QP_EX_WITH_RDMA_WRITE | e.IBV_QP_EX_WITH_RDMA_READ | e.IBV_QP_EX_WITH_SEND
                | e.IBV_QP_EX_WITH_BIND_MW | e.IBV_QP_EX_WITH_LOCAL_INV)
@@ -164,7 +167,7 @@ class Endpoint:
             rf.close()  # the file objects only; the socket stays for the side channel
             wf.close()
             ep.remote_qpn = int(peer["qpn"])
-            ep.codec.peer_key = bytes.fromhex(str(peer["key"]))
+            ep.codec.set_peer(bytes.fromhex(str(peer["key"])))
         except Exception:
             conn.close()
             ep.close()
@@ -237,26 +240,32 @@ class Endpoint:
 
     # --- send-queue work requests --------------------------------------------------
 
-    def poll_send(self, wr_id: int) -> Any:
-        """The completion of ``wr_id`` (every send-side WR is signalled and
-        waited for before the next is posted), or None at the deadline. A
-        tight busy poll: the clock is read every 64 empty polls."""
-        poll = self.scq.poll
+    def poll_send(self, wr_id: int) -> int | None:
+        """The status of ``wr_id``'s completion (every send-side WR is
+        signalled and waited for before the next is posted), or None at the
+        deadline. The send CQ is an extended CQ whose entries are read in
+        place (start_poll, wr_id, status, end_poll): ``CQ.poll`` makes a
+        pyverbs ``WC`` object per completion, which under TCG costs as much
+        as the bind it reports (issue 15). A tight busy poll: the clock is
+        read every 64 empty polls."""
+        cq, attr = self.scq, self._poll_attr
         end = time.monotonic() + POLL_DEADLINE_S
         spins = 0
         while True:
-            n, wcs = poll(1)
-            if n:
-                if wcs[0].wr_id == wr_id:
-                    return wcs[0]
+            if not cq.start_poll(attr):  # 0: an entry; ENOENT: none yet
+                got, status = cq.wr_id, cq.status
+                cq.end_poll()
+                if got == wr_id:
+                    return status
                 continue
             spins += 1
             if not spins & 63 and time.monotonic() >= end:
                 return None
 
-    def post_ex(self, build: Callable[[Any], Any]) -> Any:
+    def post_ex(self, build: Callable[[Any], Any]) -> int | None:
         """One signalled WR through the extended API (bind, local
-        invalidate), waited for: its completion, or None at the deadline."""
+        invalidate), waited for: its completion's status, or None at the
+        deadline."""
         wr_id = self.next_wr
         self.next_wr += 1
         qp = self.qp

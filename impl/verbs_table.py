@@ -23,16 +23,25 @@ def grants(flags: int, need: int) -> bool:
 
 
 class Registration:
-    """One table entry. Owns its MR and, while exposed, its window;
-    ``close_window`` releases the window (and so unbinds it)."""
+    """One table entry. Owns its MR and, for an RDMA registration, the
+    window it is exposed through (``mw``, bound under ``rkey``) and the one
+    made ready for its next exposure (``next``, verbs_windows);
+    ``close_window`` releases both windows (and so unbinds them)."""
 
     def __init__(self, kind: int, sock: int, addr: int, length: int, flags: int, mr: Any) -> None:
         self.kind, self.sock, self.addr, self.length, self.flags = kind, sock, addr, length, flags
         self.mr = mr
         self.refs = 1
         self.value: Any = None  # the handle (int) or the descriptor (bytes)
+        #: What a registration call answers while the value stands: the
+        #: same Ret object each time (making one costs a few us under TCG).
+        self.answer: Any = None
+        #: ``RealMemory.generation`` when the buffer was last found mapped
+        #: (MEM-02): while it stands, the buffer is still mapped.
+        self.mapped_at = -1
         self.mw: Any = None
         self.rkey = 0
+        self.next: Any = None  # verbs_windows.Exposure, made ready ahead
 
     def key(self) -> tuple:
         return (self.kind, self.sock, self.addr, self.length, self.flags)
@@ -44,6 +53,9 @@ class Registration:
         if self.mw is not None:
             mw, self.mw = self.mw, None
             mw.close()  # ibv_dealloc_mw: also unbinds, so the MR can go next
+        if self.next is not None:
+            ready, self.next = self.next, None
+            ready.close()
 
 
 class RegistrationTable:
@@ -65,10 +77,9 @@ class RegistrationTable:
     def __iter__(self) -> Iterator[Registration]:
         return iter(list(self._entries))
 
-    def find(self, key: tuple, live: bool) -> Registration | None:
-        """The entry of ``key``, if it is live (``live``) or cached (not)."""
-        r = self._by_key.get(key)
-        return r if r is not None and (r.refs > 0) == live else None
+    def lookup(self, key: tuple) -> Registration | None:
+        """The entry of ``key``, live or cached."""
+        return self._by_key.get(key)
 
     def live_local(self, s: Any, handle: Any) -> Registration | None:
         """REG-06: the live LOCAL entry of ``handle`` on socket ``s``."""
