@@ -135,6 +135,9 @@ class Endpoint:
             scq.close()
             conn.close()
             raise
+        # Every WR of the extended API (binds, invalidates) is signalled;
+        # libibverbs keeps ``wr_flags`` from one WR to the next.
+        qp.wr_flags = e.IBV_SEND_SIGNALED
         ep = cls(qp, scq, rcq)
         try:
             psn = (qp.qp_num * 2654435761) & 0xFFFFFF  # any PSN works; a fixed one keeps runs repeatable
@@ -247,9 +250,10 @@ class Endpoint:
         place (start_poll, wr_id, status, end_poll): ``CQ.poll`` makes a
         pyverbs ``WC`` object per completion, which under TCG costs as much
         as the bind it reports (issue 15). A tight busy poll: the clock is
-        read every 64 empty polls."""
+        read every 64 empty polls (and not at all when the completion is
+        there at once, as a bind's or an invalidate's is, RXE-FACTS)."""
         cq, attr = self.scq, self._poll_attr
-        end = time.monotonic() + POLL_DEADLINE_S
+        end = 0.0
         spins = 0
         while True:
             if not cq.start_poll(attr):  # 0: an entry; ENOENT: none yet
@@ -259,8 +263,12 @@ class Endpoint:
                     return status
                 continue
             spins += 1
-            if not spins & 63 and time.monotonic() >= end:
-                return None
+            if not spins & 63:
+                now = time.monotonic()
+                if not end:
+                    end = now + POLL_DEADLINE_S
+                elif now >= end:
+                    return None
 
     def post_ex(self, build: Callable[[Any], Any]) -> int | None:
         """One signalled WR through the extended API (bind, local
@@ -271,7 +279,6 @@ class Endpoint:
         qp = self.qp
         qp.wr_start()
         qp.wr_id = wr_id
-        qp.wr_flags = _e.IBV_SEND_SIGNALED
         build(qp)
         qp.wr_complete()
         return self.poll_send(wr_id)

@@ -110,8 +110,7 @@ class Windows:
         ep.next_wr = wr_id + 1
         qp = ep.qp
         qp.wr_start()
-        qp.wr_id = wr_id
-        qp.wr_flags = _e.IBV_SEND_SIGNALED
+        qp.wr_id = wr_id  # (signalled: the endpoint set ``wr_flags`` once)
         qp.wr_bind_mw(ready.mw, ready.rkey, ready.info)
         qp.wr_complete()
         status = ep.poll_send(wr_id)
