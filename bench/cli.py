@@ -22,7 +22,7 @@ KIB, MIB = 1 << 10, 1 << 20
 #: Sizes and counts: the full run (about 15 minutes here) and --quick.
 FULL = dict(reg_sizes=[4 * KIB, 64 * KIB, MIB, 16 * MIB, 64 * MIB], bw_sizes=[4 * KIB, 64 * KIB, MIB, 4 * MIB],
             ops=("write", "read"), lat_reps=500, conform={"sim": (30, 30), "rxe": (8, 30)}, bmc=(4, 6, 8))
-QUICK = dict(reg_sizes=[4 * KIB, MIB], bw_sizes=[MIB], ops=("write", "read"), lat_reps=200,
+QUICK = dict(reg_sizes=[4 * KIB, MIB, 64 * MIB], bw_sizes=[MIB], ops=("write", "read"), lat_reps=200,
              conform={"sim": (10, 20), "rxe": (3, 20)}, bmc=(4,))
 
 

@@ -80,6 +80,10 @@ class Pair:
             p.shutdown()
 
 
+#: Samples of each kind taken together in a round of ``regcache``.
+BLOCK = 8
+
+
 def _reps(size: int, quick: bool) -> int:
     """Repetitions for a size: many for small buffers, a few for 64 MiB."""
     base = 40 if quick else 120
@@ -89,8 +93,13 @@ def _reps(size: int, quick: bool) -> int:
 def regcache(sizes: list[int], quick: bool = False) -> list[dict]:
     """Per size: a cache hit of WSPRegisterMemory and of WSPRegisterRdmaMemory
     (register on a range already cached; the deregistration that puts it
-    back into the cache is not timed), against pyverbs' own ``MR(pd, ...)``
-    on the same, touched pages, and against ``MR`` + ``close()``."""
+    back into the cache is timed apart, as the pair's time), against
+    pyverbs' own ``MR(pd, ...)`` on the same, touched pages, and against
+    ``MR`` + ``close()``. They are taken in turn, ``BLOCK`` samples of each
+    per round, so that every median saw the same load of the machine (under
+    TCG on shared cores it changes by several times within a minute), while
+    a hit still follows hits (right after an ``ibv_reg_mr`` of 64 MiB the
+    emulator's caches are cold, and a hit costs up to twice as much)."""
     import pyverbs.enums as e
     from pyverbs.mr import MR
 
@@ -100,40 +109,44 @@ def regcache(sizes: list[int], quick: bool = False) -> list[dict]:
         p = pair.p[0]
         base = pair.mapped(0, max(sizes))
         local_access = e.IBV_ACCESS_LOCAL_WRITE
-        rdma_access = (e.IBV_ACCESS_MW_BIND | e.IBV_ACCESS_REMOTE_READ | e.IBV_ACCESS_REMOTE_WRITE
-                       | e.IBV_ACCESS_LOCAL_WRITE)
+        rdma_access = e.IBV_ACCESS_MW_BIND | e.IBV_ACCESS_LOCAL_WRITE  # what a MEM_READWRITE registration asks
         for size in sizes:
             n = _reps(size, quick)
+            local = _Hits(lambda: p.register_memory(SOCK, base, size, MEM_READWRITE),
+                          lambda v: p.deregister_memory(SOCK, v))
+            rdma = _Hits(lambda: p.register_rdma_memory(SOCK, base, size, MEM_READWRITE, 32),
+                         lambda v: p.deregister_rdma_memory(SOCK, v.descriptor))
             fresh, regdereg, fresh_rdma = [], [], []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                mr = MR(p._pd, size, local_access, address=base)
-                t1 = time.perf_counter()
-                mr.close()
-                t2 = time.perf_counter()
-                fresh.append(t1 - t0)
-                regdereg.append(t2 - t0)
-                t0 = time.perf_counter()
-                mr = MR(p._pd, size, rdma_access, address=base)
-                fresh_rdma.append(time.perf_counter() - t0)
-                mr.close()
-            hit_local, hit_local_pair = _hits(lambda: p.register_memory(SOCK, base, size, MEM_READWRITE),
-                                              lambda v: p.deregister_memory(SOCK, v), n)
-            hit_rdma, hit_rdma_pair = _hits(lambda: p.register_rdma_memory(SOCK, base, size, MEM_READWRITE, 32),
-                                            lambda v: p.deregister_rdma_memory(SOCK, v.descriptor), n)
-            # where a hit's time goes: the calls every registration makes first
-            parts = {"python_call_us": _median_us([_timed(lambda: None) for _ in range(n)]),
-                     "conn_state_us": _median_us([_timed(lambda: p._state(SOCK)) for _ in range(n)]),
-                     "pages_mapped_us": _median_us([_timed(lambda: p.memory.mapped(base, size))
-                                                    for _ in range(n)])}
+            for done in range(0, n, BLOCK):
+                block = range(min(BLOCK, n - done))
+                for _ in block:
+                    t0 = time.perf_counter()
+                    mr = MR(p.dev.pd, size, local_access, address=base)
+                    t1 = time.perf_counter()
+                    mr.close()
+                    t2 = time.perf_counter()
+                    fresh.append(t1 - t0)
+                    regdereg.append(t2 - t0)
+                    t0 = time.perf_counter()
+                    mr = MR(p.dev.pd, size, rdma_access, address=base)
+                    fresh_rdma.append(time.perf_counter() - t0)
+                    mr.close()
+                for _ in block:
+                    local.sample()
+                for _ in block:
+                    rdma.sample()
+            parts = hit_parts(p, base, size, n)
+            common = sum(parts[k] for k in ("spi_guard_us", "conn_state_us", "table_lookup_us", "pages_mapped_us"))
+            parts["local_rest_us"] = _median_us(local.hits) - common
+            parts["rdma_rest_us"] = _median_us(rdma.hits) - common - parts["window_us"]
             if p.cache_callback(base, size).status != 0:  # drop the cached entries: the table stays small
                 raise RuntimeError(f"cache_callback refused to release {size} bytes: {p.errors}")
             rows.append({
                 "size": size, "reps": n,
                 "reg_mr_us": _median_us(fresh), "reg_mr_rdma_us": _median_us(fresh_rdma),
                 "reg_dereg_us": _median_us(regdereg),
-                "hit_local_us": _median_us(hit_local), "hit_local_pair_us": _median_us(hit_local_pair),
-                "hit_rdma_us": _median_us(hit_rdma), "hit_rdma_pair_us": _median_us(hit_rdma_pair),
+                "hit_local_us": _median_us(local.hits), "hit_local_pair_us": _median_us(local.pairs),
+                "hit_rdma_us": _median_us(rdma.hits), "hit_rdma_pair_us": _median_us(rdma.pairs),
                 "hit_parts": parts,
             })
         if pair.errors():
@@ -143,26 +156,72 @@ def regcache(sizes: list[int], quick: bool = False) -> list[dict]:
     return rows
 
 
-def _hits(register: Callable[[], Any], deregister: Callable[[Any], Any], n: int) -> tuple[list, list]:
-    """Register once (the miss), deregister (now cached); then ``n`` times:
-    register (timed: a hit) and deregister. Also the pair's time."""
-    ret = register()
-    if ret.status != 0:
-        raise RuntimeError(f"registration failed: {ret}")
-    deregister(ret.value)
-    hits, pairs = [], []
+def hit_parts(p: Any, base: int, size: int, n: int) -> dict:
+    """Where a cache hit's time goes, part by part: each part the hit path
+    of ``VerbsProvider._register`` runs, run alone ``n`` times on the same
+    cached entries (medians). The SPI guard is a hit through
+    ``register_memory`` less the same hit through ``_register``; an
+    expression the hit runs inline is timed in a function less the cost of
+    an empty call; a call the hit makes is timed as it is; the window is
+    the bind of a window made ready ahead (``prepare_ahead_us``, the work
+    the deregistration does for the next hit, is shown apart). ``regcache``
+    adds ``local_rest_us``/``rdma_rest_us``: what the parts leave of the
+    whole hit (argument checks, the branches between the parts)."""
+    from sanspi.impl.verbs import LOCAL, RDMA
+
+    ep = p._eps[SOCK]
+    mem = p.memory
+    rdma_key = (RDMA, SOCK, base, size, MEM_READWRITE)
+    local, rdma = p.table.lookup((LOCAL, SOCK, base, size, MEM_READWRITE)), p.table.lookup(rdma_key)
+    if local is None or rdma is None or local.refs or rdma.refs:
+        raise RuntimeError("hit_parts needs both entries cached")
+    call = _median_us([_timed(lambda: None) for _ in range(n)])
+    spi, inner = [], []
     for _ in range(n):
-        t0 = time.perf_counter()
+        spi.append(_timed(lambda: p.register_memory(SOCK, base, size, MEM_READWRITE)))
+        p.deregister_memory(SOCK, local.value)
+        inner.append(_timed(lambda: p._register(LOCAL, SOCK, base, size, MEM_READWRITE)))
+        p.deregister_memory(SOCK, local.value)
+    state = _median_us([_timed(ep.state) for _ in range(n)])
+    lookup = _median_us([_timed(lambda: p.table.lookup(rdma_key)) for _ in range(n)]) - call
+    mapped_hit = _median_us([_timed(lambda: rdma.mapped_at != mem.generation) for _ in range(n)]) - call
+    mapped_full = _median_us([_timed(lambda: mem.mapped(base, size)) for _ in range(n)]) - call
+    window, prepare = [], []
+    for _ in range(n):
+        window.append(_timed(lambda: ep.windows.expose(rdma) or p.errors.append("expose failed")))
+        ep.windows.revoke(rdma)
+        prepare.append(_timed(lambda: ep.windows.prepare(rdma)))
+    return {"python_call_us": call, "spi_guard_us": max(_median_us(spi) - _median_us(inner), 0.0),
+            "conn_state_us": state, "table_lookup_us": max(lookup, 0.0), "pages_mapped_us": max(mapped_hit, 0.0),
+            "pages_mapped_full_us": max(mapped_full, 0.0), "window_us": _median_us(window),
+            "prepare_ahead_us": _median_us(prepare)}
+
+
+class _Hits:
+    """Cache hits of one registration: registered once (the miss) and
+    deregistered (now cached) when made; then each ``sample`` registers
+    (timed: a hit) and deregisters (timed with it: the pair)."""
+
+    def __init__(self, register: Callable[[], Any], deregister: Callable[[Any], Any]) -> None:
+        self.register, self.deregister = register, deregister
+        self.hits: list[float] = []
+        self.pairs: list[float] = []
         ret = register()
+        if ret.status != 0:
+            raise RuntimeError(f"registration failed: {ret}")
+        deregister(ret.value)
+
+    def sample(self) -> None:
+        t0 = time.perf_counter()
+        ret = self.register()
         t1 = time.perf_counter()
         if ret.status != 0:
             raise RuntimeError(f"cache hit failed: {ret}")
-        if deregister(ret.value).status != 0:
+        if self.deregister(ret.value).status != 0:
             raise RuntimeError("deregistration failed")
         t2 = time.perf_counter()
-        hits.append(t1 - t0)
-        pairs.append(t2 - t0)
-    return hits, pairs
+        self.hits.append(t1 - t0)
+        self.pairs.append(t2 - t0)
 
 
 def _iterations(size: int, quick: bool) -> int:

@@ -1,8 +1,9 @@
 """Seeded-bug variants of the verbs provider (impl/verbs.py): the oracle's
 check on real RDMA.
 
-Each mutant is a small subclass of VerbsProvider that breaks one clause the
-way a verbs provider gets it wrong, chosen where rxe itself does not refuse
+Each mutant is a small subclass of VerbsProvider (or of one of its resource
+classes, impl/verbs_*.py, swapped in) that breaks one clause the way a
+verbs provider gets it wrong, chosen where rxe itself does not refuse
 the operation: the bug shows only as a result, a byte or a state the model
 says differently. ``sanspi conform --mutants --provider rxe`` hunts them (in
 the lab when this host has no RDMA device) and prints the kill table;
@@ -23,6 +24,10 @@ import attrs
 from sanspi.conform.mutants import MUTANT_SEEDS, hunt
 from sanspi.impl.interface import Ret
 from sanspi.impl.verbs import VerbsProvider
+from sanspi.impl.verbs_device import Device
+from sanspi.impl.verbs_endpoint import Endpoint
+from sanspi.impl.verbs_table import RegistrationTable
+from sanspi.impl.verbs_windows import Windows
 from sanspi.spi import MEM_READ, MEM_READWRITE, MEM_WRITE, OK, WSAECONNRESET, WSAEINVAL
 
 #: The budget for one verbs mutant, per seed: a lockstep step on rxe under
@@ -51,31 +56,38 @@ class VerbsMutant:
                 self.cls(pages=pages, slots=VERBS_MUTANT_SLOTS))
 
 
-def provider(name: str, **methods: Callable) -> type[VerbsProvider]:
-    """A VerbsProvider subclass with some methods replaced."""
-    return type(name, (VerbsProvider,), dict(methods))
+def provider(name: str, **attrs_: Any) -> type[VerbsProvider]:
+    """A VerbsProvider subclass with some methods, or resource classes,
+    replaced."""
+    return type(name, (VerbsProvider,), dict(attrs_))
+
+
+def component(base: type, **methods: Callable) -> type:
+    """A subclass of one of the provider's resource classes (impl/verbs_*.py)
+    with some methods replaced."""
+    return type(f"Mutant{base.__name__}", (base,), dict(methods))
 
 
 # --- ACC-02: remote access wider than the flags ----------------------------------
 
 
-def _mr_widened(self: VerbsProvider, addr: int, length: int, access: int) -> Any:
-    """An RDMA registration's MR (the one asked with MW_BIND) gets every remote
-    access, as a flags-to-access map that ORs instead of selects would."""
+def _mr_widened(self: Device, addr: int, length: int, access: int) -> Any:
+    """An RDMA registration's MR (the one asked with MW_BIND) gets local
+    write whatever the flags, as the widened window below needs to bind."""
     import pyverbs.enums as e
 
     if access & e.IBV_ACCESS_MW_BIND:
-        access |= e.IBV_ACCESS_REMOTE_READ | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_LOCAL_WRITE
-    return VerbsProvider._reg_mr(self, addr, length, access)
+        access |= e.IBV_ACCESS_LOCAL_WRITE
+    return Device.reg_mr(self, addr, length, access)
 
 
-def _expose_widened(self: VerbsProvider, r: Any, ep: Any) -> bool:
+def _prepare_widened(self: Windows, r: Any) -> bool:
     """The window is bound, and the descriptor sealed, as MEM_READWRITE:
     the peer's requester and rxe then both let through what the flags forbid."""
     asked = r.flags
     r.flags = MEM_READWRITE
     try:
-        return VerbsProvider._expose(self, r, ep)
+        return Windows.prepare(self, r)
     finally:
         r.flags = asked
 
@@ -83,7 +95,7 @@ def _expose_widened(self: VerbsProvider, r: Any, ep: Any) -> bool:
 # --- RDEREG-02: the window outlives the deregistration -------------------------------
 
 
-def _revoke_nothing(self: VerbsProvider, r: Any, ep: Any) -> None:
+def _revoke_nothing(self: Windows, r: Any) -> None:
     """No local invalidate: the window stays bound to the cached MR, so the
     peer's descriptor keeps working after WSPDeregisterRdmaMemory."""
 
@@ -96,7 +108,7 @@ def _callback_keeps_mr(self: VerbsProvider, addr: int, size: int) -> Ret:
     deregisters nothing: the MR still pins the old pages, so a later cache hit
     serves memory the application freed and mapped anew."""
     if isinstance(addr, int) and isinstance(size, int) and self.capabilities.has_cache:
-        hits = [r for r in self._regs if r.overlaps(addr, size)]
+        hits = self.table.overlapping(addr, size)
         if hits and all(r.refs == 0 for r in hits):
             return Ret(OK, 0)
     return VerbsProvider.cache_callback(self, addr, size)
@@ -105,7 +117,7 @@ def _callback_keeps_mr(self: VerbsProvider, addr: int, size: int) -> Ret:
 # --- CONN-01: a failed completion leaves the endpoint usable ---------------------------
 
 
-def _fail_nothing(self: VerbsProvider, ep: Any) -> None:
+def _fail_nothing(self: Endpoint) -> None:
     """A completion error (here or seen in the QP's state) never puts the
     endpoint in the error state, nor tells the peer."""
 
@@ -125,13 +137,13 @@ def _refusal_code(fn: Callable) -> Callable:
 # --- REG-05, CACHE-02: the table keyed without the flags -------------------------------
 
 
-def _find_any_flags(self: VerbsProvider, key: tuple, live: bool) -> Any:
+def _lookup_any_flags(self: RegistrationTable, key: tuple) -> Any:
     """An entry of the same socket, address and length matches whatever its
     flags (a table keyed by range alone, as many registration caches are): a
     read-only registration's MR and handle serve one asked for writing."""
     *rest, asked = key
     for flags in (asked, MEM_READ, MEM_WRITE, MEM_READWRITE):
-        hit = VerbsProvider._find(self, (*rest, flags), live)
+        hit = RegistrationTable.lookup(self, (*rest, flags))
         if hit is not None:
             return hit
     return None
@@ -153,27 +165,30 @@ def _dereg_rdma_every_reference(self: VerbsProvider, s: Any, descriptor: Any) ->
 
 VERBS_MUTANTS: tuple[VerbsMutant, ...] = (
     VerbsMutant("verbs-window-kept-after-dereg", "RDEREG-02", "deregistration does not invalidate the "
-                "memory window: the old descriptor still works", provider("WindowKept", _revoke=_revoke_nothing)),
+                "memory window: the old descriptor still works",
+                provider("WindowKept", Windows=component(Windows, revoke=_revoke_nothing))),
     VerbsMutant("verbs-callback-keeps-mr", "CACHE-04", "the cache callback answers 0 but deregisters no MR: "
                 "stale hit after free and re-allocation", provider("CallbackKeepsMr",
                                                                     cache_callback=_callback_keeps_mr)),
     VerbsMutant("verbs-error-state-not-entered", "CONN-01", "a completion error leaves the endpoint "
-                "connected (and the peer untold)", provider("NoErrorState", _fail=_fail_nothing)),
+                "connected (and the peer untold)",
+                provider("NoErrorState", Endpoint=component(Endpoint, fail=_fail_nothing))),
     VerbsMutant("verbs-failed-completion-as-refusal", "RDMA-08", "a transfer that rxe failed (connection now "
                 "down) is reported as WSAEINVAL, the call-time refusal", provider(
                     "FailureAsRefusal", rdma_write=_refusal_code(VerbsProvider.rdma_write),
                     rdma_read=_refusal_code(VerbsProvider.rdma_read))),
     VerbsMutant("verbs-table-ignores-flags", "REG-05", "a registration of the same buffer with other flags "
                 "matches the live or cached entry: its MR and handle are reused", provider(
-                    "TableIgnoresFlags", _find=_find_any_flags)),
+                    "TableIgnoresFlags", Table=component(RegistrationTable, lookup=_lookup_any_flags))),
     # these two need conform.machine's transfer_that_fits: a live target that
     # does not grant the access, and one left with one of two references
     VerbsMutant("verbs-dereg-revokes-every-reference", "RDEREG-03", "one WSPDeregisterRdmaMemory drops every "
                 "reference: the window goes while the buffer is still registered", provider(
                     "DeregRevokesAll", deregister_rdma_memory=_dereg_rdma_every_reference)),
-    VerbsMutant("verbs-remote-access-widened", "ACC-02", "an RDMA registration's MR, window and descriptor "
+    VerbsMutant("verbs-remote-access-widened", "ACC-02", "an RDMA registration's window and descriptor "
                 "grant remote read and write whatever the flags", provider(
-                    "WidenedAccess", _reg_mr=_mr_widened, _expose=_expose_widened)),
+                    "WidenedAccess", Device=component(Device, reg_mr=_mr_widened),
+                    Windows=component(Windows, prepare=_prepare_widened))),
 )
 
 BY_NAME = {m.name: m for m in VERBS_MUTANTS}

@@ -67,6 +67,11 @@ class RealMemory:
             raise _os_error("mmap reservation")
         self.base: int = addr
         self._closed = False
+        #: Changes whenever a page stops being mapped (``free``, ``close``),
+        #: and only then: a range found mapped at one generation is still
+        #: mapped while the generation is the same, so a caller that
+        #: remembers it can skip ``mapped`` (a registration cache hit does).
+        self.generation = 0
 
     # --- page mapping (MEM-01, MEM-04) -----------------------------------
 
@@ -104,6 +109,7 @@ class RealMemory:
             raise ValueError(f"pages {idle} are not mapped")
         self._map_over(page, npages, PROT_NONE)
         self._mapped[page:page + npages] = bytes(npages)
+        self.generation += 1
 
     # --- queries ------------------------------------------------------------
 
@@ -147,6 +153,7 @@ class RealMemory:
         the verbs provider's ``shutdown`` comes first."""
         if not self._closed:
             self._closed = True
+            self.generation += 1
             _libc.munmap(self.base, self.pages * self.page_size)
 
     def __repr__(self) -> str:

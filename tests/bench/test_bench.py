@@ -50,7 +50,7 @@ def _regrow(size, hit, reg):
 
 def test_figures_are_ratios_judged_against_their_goals():
     parts = {
-        "regcache": {"rows": [_regrow(4096, 1.0, 100.0), _regrow(MIB, 1.0, 400.0)]},
+        "regcache": {"rows": [_regrow(4096, 1.0, 100.0), _regrow(MIB, 1.0, 400.0), _regrow(64 * MIB, 100.0, 400.0)]},
         "bandwidth": {"provider": [{"op": "write", "size": MIB, "mib_per_s": 5.0},
                                    {"op": "read", "size": 4 * MIB, "mib_per_s": 19.0},
                                    {"op": "write", "size": 4096, "mib_per_s": 1.0}],
@@ -60,17 +60,21 @@ def test_figures_are_ratios_judged_against_their_goals():
         "latency": {"provider": {"median_us": 50.0}, "perftest": {"typical_us": 10.0}},
     }
     by = {(f["key"], f["size"]): f for f in _doc(parts)["figures"]}
-    local = by[("hit-local-vs-reg_mr", MIB)]
-    assert local["ratio"] == pytest.approx(400.0) and local["met"] is True  # 400x cheaper >= 300
-    rdma = by[("hit-rdma-vs-reg_mr", MIB)]
-    assert rdma["ratio"] == pytest.approx(40.0) and rdma["met"] is False
-    assert by[("hit-local-vs-reg_mr", 4096)]["goal"] is None  # the goal is at 1 MiB only
+    local = by[("hit-local-vs-reg-dereg", MIB)]
+    assert local["ratio"] == pytest.approx(800.0) and local["met"] is True  # 800x cheaper >= 20
+    rdma = by[("hit-rdma-vs-reg-dereg", MIB)]
+    assert rdma["ratio"] == pytest.approx(80.0) and rdma["goal"]["bound"] == 3 and rdma["met"] is True
+    big = by[("hit-rdma-vs-reg-dereg", 64 * MIB)]  # the same figure has a bound of its own at 64 MiB
+    assert big["ratio"] == pytest.approx(0.8) and big["goal"]["bound"] == 10 and big["met"] is False
+    assert by[("hit-local-vs-reg-dereg", 4096)]["goal"] is None  # the goals are at their sizes only
+    assert by[("hit-local-vs-reg-dereg", 64 * MIB)]["goal"] is None
+    assert by[("hit-local-vs-reg_mr", MIB)]["goal"] is None  # against ibv_reg_mr alone: no goal
     assert by[("write-vs-ib_write_bw", MIB)]["met"] is False  # 0.5 < 0.9
     assert by[("read-vs-ib_read_bw", 4 * MIB)]["met"] is True  # 0.95, and the goal holds above 1 MiB too
     assert by[("write-vs-ib_write_bw", 4096)]["goal"] is None
     assert by[("write-vs-ib_write_lat", 8)]["ratio"] == pytest.approx(5.0)
     table = report.table(_doc(parts))
-    assert "| 400x cheaper | >= 300: met |" in table and "NOT met" in table
+    assert "| 800x cheaper | >= 20: met |" in table and "| 0.8x cheaper | >= 10: NOT met |" in table
 
 
 @pytest.mark.parametrize("spoil, says", [

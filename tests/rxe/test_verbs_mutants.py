@@ -4,7 +4,7 @@ on rxe, within a small budget; and the unmutated provider, run on the same
 budget, must not diverge at all, or a kill could be the rig's fault.
 
 A kill that came with an exception the provider swallowed (``errors``) does
-not count: an override broken by a change in impl/verbs.py answers WSAEINVAL
+not count: an override broken by a change in impl/verbs*.py answers WSAEINVAL
 and would look like a kill.
 """
 
@@ -49,10 +49,18 @@ def test_every_verbs_mutant_is_listed_and_overrides_real_methods(vm):
         assert m.clause in index, m.name
         replaced = [k for k in vars(m.cls) if not k.startswith("__")]
         assert replaced, f"{m.name} replaces nothing"
-        # a method renamed in impl/verbs.py would leave the override dead (the
-        # mutant then equals the provider and survives): say which
+        # a method renamed in impl/verbs*.py would leave the override dead (the
+        # mutant then equals the provider and survives): say which, in the
+        # provider or in the resource class a mutant swaps in
         missing = [k for k in replaced if not callable(getattr(VerbsProvider, k, None))]
         assert not missing, f"{m.name} overrides {missing}, which VerbsProvider no longer has"
+        for k in replaced:
+            swapped, base = vars(m.cls)[k], getattr(VerbsProvider, k)
+            if isinstance(swapped, type):
+                assert issubclass(swapped, base), f"{m.name}: {k} is not a {base.__name__}"
+                methods = [n for n in vars(swapped) if not n.startswith("__")]
+                gone = [n for n in methods if not callable(getattr(base, n, None))]
+                assert methods and not gone, f"{m.name} overrides {base.__name__}.{gone or methods}"
 
 
 @clause("RDEREG-02", "CACHE-04", "CONN-01", "RDMA-08", "REG-05")

@@ -407,7 +407,7 @@ def test_forged_descriptors(world, rig):
         assert s.status == WSAEINVAL, at
     assert conn_states(w, 0) == [CONNECTED, CONNECTED]
     p0 = w.providers[0]
-    key = p0._eps[0].peer_key
+    key = p0._eps[0].codec.peer_key
     magic, version, flags, rkey, addr, length = unseal(key, w.ids.value_of[wo])
     forged = seal(key, magic, version, MEM_READWRITE, rkey, addr, length)
     ret = p0.rdma_read(0, [WsaBufEx(8, p0.memory.base, w.ids.value_of[h])], forged, 0)
@@ -435,7 +435,7 @@ def test_descriptor_works_only_on_its_connection(world, rig):
     from sanspi.impl.verbs import seal, unseal
 
     p0, p1 = w.providers
-    lie = seal(p0._eps[1].peer_key, *unseal(p0._eps[0].peer_key, w.ids.value_of[d0]))
+    lie = seal(p0._eps[1].codec.peer_key, *unseal(p0._eps[0].codec.peer_key, w.ids.value_of[d0]))
     before = p1.memory.read(p1.memory.base, PAGE)
     ret = p0.rdma_write(1, [WsaBufEx(8, p0.memory.base, w.ids.value_of[h1])], lie, 0)
     assert ret.status == WSAECONNRESET
@@ -681,7 +681,7 @@ def test_peer_learns_of_a_failure_its_qp_never_saw(world, rig):
     p0, p1 = world.providers
     h = p0.register_memory(0, p0.memory.base, 64, MEM_READ).value
     assert p0.send(0, [WsaBufEx(8, p0.memory.base, h)]).status == WSAECONNRESET
-    assert p1._state_of_qp(p1._eps[0]) != 6  # IBV_QPS_ERR: rxe did not tell the peer
+    assert p1._eps[0].qp_state() != 6  # IBV_QPS_ERR: rxe did not tell the peer
     dst = p1.memory.base
     assert p1.register_memory(0, dst, 64, MEM_WRITE).status == WSAENOTCONN
     assert p1.rdma_write(0, [WsaBufEx(8, dst, 1)], b"", 0).status == WSAECONNABORTED
