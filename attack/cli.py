@@ -12,11 +12,13 @@ from sanspi.cli import UsageError, clear_progress, progress
 
 #: The agent's port for a two-host attack (conform's is agent.PORT).
 AGENT_PORT = 18532
+#: Attempts per profile (issue 14: at least 1,000 in CI, 10,000 long).
+PROFILES = {"ci": 1000, "long": 10000}
+#: Every run stops by itself after this long, finished or not.
+TIME_LIMIT_S = {"ci": 1800.0, "long": 14400.0}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sanspi.attack.campaign import PROFILES
-
     p = sub.add_parser("attack", help="a hostile peer on the wire: raw operations against a provider while it "
                                       "serves an honest peer under the model")
     p.add_argument("--provider", choices=("sim", "rxe"), default="sim",
@@ -32,8 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sanspi.attack.campaign import PROFILES
-
     attempts = PROFILES[args.profile] if args.attempts is None else args.attempts
     if attempts < 1:
         raise UsageError(f"--attempts takes a positive number, not {attempts}")
@@ -152,7 +152,7 @@ def _two_host(args: argparse.Namespace, attempts: int) -> int:
 def _attack(args: argparse.Namespace, attempts: int, factory: Callable, observe_mrs: bool,
             leaks_here: Callable | None = None, hosts: dict | None = None, link: Any = None) -> int:
     from sanspi.attack import rdma
-    from sanspi.attack.campaign import TIME_LIMIT_S, Attack
+    from sanspi.attack.campaign import Attack
     from sanspi.attack.report import write
 
     print(f"attack: {args.provider} ({args.topology}), {attempts} attempts, seed {args.seed}", flush=True)

@@ -3,13 +3,22 @@ the last line of the Markdown states the totals."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import platform
 from pathlib import Path
 
 import attrs
 
 from sanspi.attack.campaign import CLASSES, AttackResult
-from sanspi.conform.report import environment
+from sanspi.conform import agent
+
+
+def environment() -> dict[str, str]:
+    """Where the run was, as conform's report says it (conform.report is not
+    imported: it brings Hypothesis)."""
+    return {"machine": platform.node(), **agent.environment(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def totals(result: AttackResult) -> str:

@@ -13,9 +13,11 @@ from pathlib import Path
 from sanspi.cli import UsageError, clear_progress, progress
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from sanspi.nic.lockstep import CI_EXAMPLES, CI_STEPS
+#: The ``ci`` budget: examples of at most this many steps, per round.
+CI_EXAMPLES, CI_STEPS = 30, 15
 
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("nic", help="check rxe's access checks against a small model of the verbs access check")
     p.add_argument("--examples", type=int, default=CI_EXAMPLES, help=f"examples a round (default {CI_EXAMPLES})")
     p.add_argument("--steps", type=int, default=CI_STEPS, help=f"steps an example at most (default {CI_STEPS})")
