@@ -36,15 +36,14 @@ class AttackWorld(World):
     decode: Callable[[bytes], tuple[int, int, int] | None] = attrs.field(default=None, kw_only=True)
     #: The last raw operation's completion (for the report).
     last: Completion | None = attrs.field(default=None, init=False)
+    _decoded: dict = attrs.field(factory=dict, init=False)  # model id -> decoded descriptor (they never change)
 
     def descriptors(self) -> dict[int, tuple[int, int, int]]:
         """Model id -> (rkey, address, length) of every descriptor the victim issued."""
-        out = {}
         for rid, (host, is_desc) in self.issued.items():
-            fields = self.decode(self.ids.value_of[rid]) if host == 0 and is_desc else None
-            if fields is not None:
-                out[rid] = fields
-        return out
+            if rid not in self._decoded and host == 0 and is_desc:
+                self._decoded[rid] = self.decode(self.ids.value_of[rid])
+        return {rid: f for rid, f in self._decoded.items() if f is not None}
 
     def live_rdma(self, rid: int) -> Any:
         """The victim's model slot that is live registration ``rid``, or None."""
@@ -54,8 +53,8 @@ class AttackWorld(World):
     def named_by(self, rkey: int) -> int:
         """The live descriptor whose key ``rkey`` is (0: none): what a raw
         operation with that key means at the SPI."""
-        return next((rid for rid, (key, _, _) in self.descriptors().items()
-                     if key == rkey and self.live_rdma(rid) is not None), 0)
+        live = {sl.rid for sl in self.model.state.hosts[0].slots if sl.used and sl.kind == KIND_RDMA and sl.refs > 0}
+        return next((rid for rid, (key, _, _) in self.descriptors().items() if key == rkey and rid in live), 0)
 
     def _do_raw(self, write: bool, rkey: int, va: int, sges: tuple, **why: Any) -> Step:
         """``sges`` are (length, model address, Ref) of host 1's buffers, as

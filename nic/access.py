@@ -53,7 +53,7 @@ DEVIATIONS = {
 }
 
 
-@attrs.define
+@attrs.frozen
 class Region:
     """A memory region: ``rkey`` is 0 when it has no remote right (no remote key)."""
 
@@ -65,7 +65,7 @@ class Region:
     valid: bool = True
 
 
-@attrs.define
+@attrs.frozen
 class Window:
     """A type-2 memory window; ``qp`` is (connection, generation) while bound."""
 
@@ -105,6 +105,12 @@ class AccessModel:
         if self.mem is None:
             self.mem = bytearray(self.size)
 
+    def copy(self, deviations: frozenset | None = None) -> "AccessModel":
+        """An independent copy (objects are immutable: the tables are copied,
+        not their entries), with other ``deviations`` if given."""
+        return AccessModel(self.size, self.deviations if deviations is None else deviations, dict(self.mrs),
+                           dict(self.mws), [list(u) for u in self.up], list(self.gen), bytearray(self.mem))
+
     # --- objects ----------------------------------------------------------------
 
     def reg_mr(self, h: int, pd: int, addr: int, length: int, access: int, rkey: int) -> None:
@@ -114,14 +120,14 @@ class AccessModel:
         """Deregistration fails while a window is bound to the MR (ibv_dereg_mr)."""
         if any(w.valid and w.bound and w.mr == h for w in self.mws.values()):
             return Outcome(False, "a window is bound to it")
-        self.mrs[h].valid = False
+        self.mrs[h] = attrs.evolve(self.mrs[h], valid=False)
         return Outcome(True)
 
     def alloc_mw(self, h: int, pd: int, key: int) -> None:
         self.mws[h] = Window(pd, key)
 
     def dealloc_mw(self, h: int) -> None:
-        self.mws[h].valid = self.mws[h].bound = False
+        self.mws[h] = attrs.evolve(self.mws[h], valid=False, bound=False)
 
     def reconnect(self, conn: int) -> None:
         """New QPs at both ends: up, and no window is bound to them."""
@@ -155,7 +161,7 @@ class AccessModel:
         if not (w.valid and w.bound and w.key == key and w.qp == (conn, self.gen[conn])):
             self.up[conn][0] = False
             return Outcome(False, "window")
-        w.bound = False
+        self.mws[h] = attrs.evolve(w, bound=False)
         return Outcome(True)
 
     # --- the requester's READ and WRITE -----------------------------------------------
