@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SANSPI := $(VENV)/bin/sanspi
 
-.PHONY: main test venv
+.PHONY: main test venv attack-long
 
 # The project's environment: a venv over Debian's /usr/bin/python3 with the
 # system site packages, so Debian's python3-pyverbs imports in it (lab/RXE-FACTS.md).
@@ -27,7 +27,9 @@ main: venv
 
 # Every test: host tests, then the rxe leg inside the lab guest(s), then the
 # lockstep campaign on the verbs provider in one guest and across two, each
-# required to reach every outcome the model allows.
+# required to reach every outcome the model allows, then the hostile peer
+# (issue 14: at least 1,000 attempts, in one guest and across two; exit 1 on
+# any success or changed byte).
 # The host kernel has no InfiniBand, so `sanspi lab run` boots Debian's
 # kernel under QEMU with rxe (lab/). `lab setup` is quick once done.
 # pytest's exit 5 (nothing selected) fails the target, as it should: each
@@ -41,3 +43,12 @@ test: venv
 	$(SANSPI) lab run --topology two-host -- $(RXE_PYTEST) -m "rxe and two_host"
 	$(SANSPI) conform --provider rxe --require-coverage --out reports/rxe-loopback
 	$(SANSPI) conform --provider rxe --topology two-host --examples 60 --require-coverage --out reports/rxe-two-host
+	$(SANSPI) attack --provider rxe --out reports/attack-loopback
+	$(SANSPI) attack --provider rxe --topology two-host --out reports/attack-two-host
+
+# The hostile peer's long run (10,000 attempts a topology); its figures are
+# in the README ("A hostile peer on the wire").
+attack-long: venv
+	$(SANSPI) lab setup
+	$(SANSPI) attack --provider rxe --profile long --out reports/attack-long-loopback
+	$(SANSPI) attack --provider rxe --profile long --topology two-host --out reports/attack-long-two-host

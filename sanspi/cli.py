@@ -18,6 +18,8 @@ SUBCOMMANDS = (
     "sanspi.lab.cli",
     "sanspi.conform.cli",
     "sanspi.bench.cli",
+    "sanspi.attack.cli",
+    "sanspi.nic.cli",
 )
 
 

@@ -1,0 +1,1 @@
+"""A hostile peer on the wire: raw operations against a provider under the model (``sanspi attack``)."""
