@@ -24,7 +24,7 @@ from typing import Any, Callable
 import attrs
 
 from sanspi.attack.host import ATTACK_SOCKET, Completion
-from sanspi.conform.world import World
+from sanspi.conform.world import NOTHING, World
 from sanspi.model.constants import KIND_RDMA, OK, WSAECONNRESET
 from sanspi.model.machine import make_args
 from sanspi.model.transitions import Step
@@ -67,7 +67,7 @@ class AttackWorld(World):
         margs = make_args(name, host=1, sock=ATTACK_SOCKET, sges=msges, desc=rid, offset=offset)
         self.last = self.providers[1].raw(write, rkey, va, [(b.buf, b.len, b.handle) for b in bufs])
         status = OK if self.last.ok else WSAECONNRESET
-        return self._outcome(name, margs, status, sum(b.len for b in bufs) if self.last.ok else None,
+        return self._outcome(name, margs, status, sum(b.len for b in bufs) if self.last.ok else NOTHING,
                              f" (raw, key {rkey:#x})")
 
     def _do_raw_empty(self, write: bool, rkey: int, va: int, **why: Any) -> Step:
