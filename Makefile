@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SANSPI := $(VENV)/bin/sanspi
 
-.PHONY: main test venv
+.PHONY: main test venv mutation
 
 # The project's environment: a venv over Debian's /usr/bin/python3 with the
 # system site packages, so Debian's python3-pyverbs imports in it (lab/RXE-FACTS.md).
@@ -40,3 +40,17 @@ test: venv
 	$(SANSPI) lab run --topology two-host -- $(RXE_PYTEST) -m "rxe and two_host"
 	$(SANSPI) conform --provider rxe --require-coverage --out reports/rxe-loopback
 	$(SANSPI) conform --provider rxe --topology two-host --examples 60 --require-coverage --out reports/rxe-two-host
+
+# Mutation testing, not part of `make test` (hours, not minutes): mutmut over
+# the software provider with the CI campaign as its only test; the figure and
+# its survivors are in the README ("Mutation testing") and mutation/survivors.md.
+# MUTATION_ARGS=--resume goes on from the last run's results.
+MUTATION_JOBS ?= 2
+MUTATION_ARGS ?=
+
+$(VENV)/.mutmut: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab,mutation]'
+	@touch $@
+
+mutation: $(VENV)/.mutmut
+	$(PY) mutation/run.py --jobs $(MUTATION_JOBS) $(MUTATION_ARGS)
