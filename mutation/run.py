@@ -34,6 +34,7 @@ SURVIVORS = ROOT / "mutation" / "survivors.md"
 RESULT = ROOT / "build" / "mutation" / "result.json"
 UNLISTED = ROOT / "build" / "mutation" / "unlisted.md"
 RECORDING = STAGE / "tests" / "campaign.pickle"
+DIFFS = ROOT / "build" / "mutation" / "diffs.json"
 MUTMUT = Path(sys.executable).parent / "mutmut"
 #: the bar (issue 13): killed among the mutants whose change the spec constrains
 GOAL = 0.98
@@ -80,10 +81,21 @@ def statuses() -> dict[str, str]:
     return found
 
 
-def diff_of(key: str) -> str:
-    """The mutant's diff as ``mutmut show`` prints it, without its header lines."""
-    out = mutmut("show", key, capture_output=True, check=True).stdout
-    return "\n".join(l for l in out.splitlines() if not l.startswith(("# ", "--- ", "+++ "))).strip()
+def diff_of(key: str, cache: dict[str, str]) -> str:
+    """The mutant's diff as ``mutmut show`` prints it, without its header
+    lines (``mutmut show`` parses the whole mutated module: seconds a call)."""
+    if key not in cache:
+        out = mutmut("show", key, capture_output=True, check=True).stdout
+        cache[key] = "\n".join(l for l in out.splitlines() if not l.startswith(("# ", "--- ", "+++ "))).strip()
+    return cache[key]
+
+
+def diff_cache() -> tuple[dict[str, str], str]:
+    """Diffs shown before, while the mutated files are the same ones."""
+    stamp = " ".join(str((STAGE / "mutants" / p).stat().st_mtime_ns) for p in
+                     tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"])
+    saved = json.loads(DIFFS.read_text()) if DIFFS.exists() else {}
+    return (saved.get("diffs", {}) if saved.get("stamp") == stamp else {}), stamp
 
 
 def changed_lines(diff: str) -> tuple[str, ...]:
@@ -137,14 +149,16 @@ def report(seconds: float | None) -> int:
     survivors = {k: s for k, s in found.items() if s in NOT_KILLED}
     verdicts = {v: 0 for v in VERDICTS}
     unlisted, used = [], set()
+    cache, stamp = diff_cache()
     for key, status in sorted(survivors.items()):
-        diff = diff_of(key)
+        diff = diff_of(key, cache)
         e = match(key, diff, entries)
         if e is None:
             unlisted.append(entry_text(key, status, diff))
         else:
             verdicts[e.verdict] += 1
             used.add(e.key)
+    DIFFS.write_text(json.dumps({"stamp": stamp, "diffs": cache}))
     killed = sum(1 for s in found.values() if s in ("killed", "timeout"))
     tested = sum(1 for s in found.values() if s != PENDING)
     constrained = tested - verdicts["equivalent"] - verdicts["free"]
