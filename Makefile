@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SANSPI := $(VENV)/bin/sanspi
 
-.PHONY: main test venv attack-long
+.PHONY: main test venv attack-long mutation
 
 # The project's environment: a venv over Debian's /usr/bin/python3 with the
 # system site packages, so Debian's python3-pyverbs imports in it (lab/RXE-FACTS.md).
@@ -52,3 +52,17 @@ attack-long: venv
 	$(SANSPI) lab setup
 	$(SANSPI) attack --provider rxe --profile long --out reports/attack-long-loopback
 	$(SANSPI) attack --provider rxe --profile long --topology two-host --out reports/attack-long-two-host
+
+# Mutation testing, not part of `make test` (hours, not minutes): mutmut over
+# the software provider with the CI campaign as its only test; the figure and
+# its survivors are in the README ("Mutation testing") and mutation/survivors.md.
+# MUTATION_ARGS=--resume goes on from the last run's results.
+MUTATION_JOBS ?= 2
+MUTATION_ARGS ?=
+
+$(VENV)/.mutmut: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab,mutation]'
+	@touch $@
+
+mutation: $(VENV)/.mutmut
+	$(PY) mutation/run.py --jobs $(MUTATION_JOBS) $(MUTATION_ARGS)
