@@ -64,6 +64,9 @@ FLUSH_S = 1.0
 #: HypoFuzz stores a failing example from a background thread: this long
 #: after a worker has recorded a divergence, the example is in the database.
 SETTLE_S = 2.0
+#: How long the workers may take to start (collect the target, open the
+#: provider) before the first example: minutes inside a lab guest under TCG.
+STARTUP_S = 900.0
 
 
 class FuzzError(Exception):
@@ -234,10 +237,11 @@ def worker_main() -> None:
 
 def run(target: Target, workers: int, seconds: float, *, dashboard: int | None = None,
         progress: Callable[[str], None] | None = None, poll_s: float = 1.0) -> list[WorkerRecord]:
-    """HypoFuzz in ``workers`` processes (``worker_main``) for at most
-    ``seconds`` from their start, stopped early once one has diverged; the
-    workers' records. ``dashboard``: serve HypoFuzz's dashboard on this port
-    (``hypothesis fuzz --dashboard-only``) while it runs."""
+    """HypoFuzz in ``workers`` processes (``worker_main``) for ``seconds``
+    from the first example (their start-up is not counted, up to
+    STARTUP_S), stopped early once one has diverged; the workers' records.
+    ``dashboard``: serve HypoFuzz's dashboard on this port (``hypothesis
+    fuzz --dashboard-only``) while it runs."""
     if hypofuzz_version() is None:
         raise FuzzError("--workers runs HypoFuzz, which is not installed here: pip install 'sanspi[fuzz]' "
                         "(make venv installs it)")
@@ -253,7 +257,7 @@ def run(target: Target, workers: int, seconds: float, *, dashboard: int | None =
                       "--dashboard-only", "--port", str(dashboard), "--", *PYTEST_ARGS])
         logs.append(target.results / "dashboard.log")
     procs: list[subprocess.Popen] = []
-    start = time.monotonic()
+    start, first = time.monotonic(), None  # first: when the first example began
     previous = signal.signal(signal.SIGTERM, _interrupted)  # a stopped run still stops its workers
     try:
         for argv, log in zip(argvs, logs):
@@ -262,8 +266,13 @@ def run(target: Target, workers: int, seconds: float, *, dashboard: int | None =
                                               stdin=subprocess.DEVNULL, start_new_session=True))  # a group each
         while True:
             time.sleep(poll_s)
-            records = read_records(target.results)
-            left = seconds - (time.monotonic() - start)
+            records, now = read_records(target.results), time.monotonic()
+            if records and first is None:
+                first = now
+            if first is None and now - start > STARTUP_S:
+                raise FuzzError(f"no worker ran an example in {STARTUP_S:.0f} s (output: {logs[0]}; its last "
+                                f"line: {_last_line(logs[0])})")
+            left = seconds - (now - (first or now))
             if progress:
                 progress(f"{len(records)}/{workers} workers: {sum(r.examples for r in records)} examples, "
                          f"{sum(r.steps for r in records)} steps, {max(0, left):.0f} s left")
@@ -280,9 +289,6 @@ def run(target: Target, workers: int, seconds: float, *, dashboard: int | None =
     finally:
         _stop(procs)
         signal.signal(signal.SIGTERM, previous)
-    if not records:
-        raise FuzzError(f"no worker ran an example in {seconds:.0f} s (output: {logs[0]}; its last line: "
-                        f"{_last_line(logs[0])})")
     return records
 
 

@@ -145,7 +145,8 @@ def campaign_pages(probed: Probed, asked: int | None) -> int:
     return asked
 
 
-def open_provider(spec: str, pages: int | None, link: "AgentLink | None" = None) -> tuple[ProviderFactory, Probed, Config]:
+def open_provider(spec: str, pages: int | None,
+                  link: "AgentLink | None" = None) -> tuple[ProviderFactory, Probed, Config]:
     """The factory ``spec`` names (with ``link``: rxe across two guests),
     what one pair says about itself, and the model's configuration for a
     campaign on it with ``pages`` (--pages; None: the provider's own).
