@@ -5,14 +5,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SANSPI := $(VENV)/bin/sanspi
 
-.PHONY: main test venv attack-long mutation
+.PHONY: main test venv attack-long mutation fuzz-scaling fuzz-rxe
 
 # The project's environment: a venv over Debian's /usr/bin/python3 with the
 # system site packages, so Debian's python3-pyverbs imports in it (lab/RXE-FACTS.md).
 $(VENV)/.installed: pyproject.toml
 	@test -x /usr/bin/python3 || { echo "make: /usr/bin/python3 is missing (apt-get install python3)"; exit 1; }
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab,fuzz]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -61,8 +61,18 @@ MUTATION_JOBS ?= 2
 MUTATION_ARGS ?=
 
 $(VENV)/.mutmut: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab,mutation]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lab,fuzz,mutation]'
 	@touch $@
 
 mutation: $(VENV)/.mutmut
 	$(PY) mutation/run.py --jobs $(MUTATION_JOBS) $(MUTATION_ARGS)
+
+# Long campaigns (README, "Long campaigns"), not part of `make test`:
+# HypoFuzz on the software provider with one worker, then two (steps/s of
+# each against one, in one run); then two workers on rxe, one lab guest each.
+fuzz-scaling: venv
+	$(SANSPI) conform --provider sim --workers 1,2 --minutes 3 --out reports/fuzz-scaling
+
+fuzz-rxe: venv
+	$(SANSPI) lab setup
+	$(SANSPI) conform --provider rxe --workers 2 --minutes 10 --out reports/fuzz-rxe

@@ -9,26 +9,25 @@ stateful example took minutes and left steps that did not matter.
 
 from __future__ import annotations
 
-import os
+import functools
 import time
-from pathlib import Path
+import unittest
 from typing import Callable
 
 import attrs
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from sanspi.conform.coverage import UNREACHABLE, Coverage, behaviour_targets, outcome_targets, uncovered
+from sanspi.conform.exampledb import open_database
 from sanspi.conform.machine import make_machine
 from sanspi.conform.shrink import shrink as shrink_trace
 from sanspi.conform.world import Divergence, Logged, World
 from sanspi.impl.interface import Capabilities, ProviderFactory
 from sanspi.model.state import Config
-
-CACHE_DIR = Path(os.environ.get("SANSPI_CACHE", Path.home() / ".cache" / "sanspi"))
 
 #: Hypothesis profiles: ``ci`` is quick, ``long`` is for campaigns that run for hours.
 PROFILES = {"ci": dict(examples=200, steps=40), "long": dict(examples=5000, steps=100)}
@@ -58,23 +57,28 @@ class CampaignResult:
     shrink_seconds: float = 0.0  # shrinking its trace
     found_steps: int = 0  # steps of the divergence's trace as found, before shrinking
     minimal: bool = False  # no single step of ``trace`` can go and keep the divergence
+    found_example: int = 0  # the example (from 1) that diverged: 1 when the example database replayed it
 
     @property
     def ok(self) -> bool:
         return self.divergence is None
 
 
-def campaign_targets(cfg: Config) -> set[str]:
+@functools.lru_cache(maxsize=8)
+def campaign_targets(cfg: Config) -> frozenset[str]:
     """Everything a campaign on this configuration must reach: every
-    outcome z3 proves possible, every behaviour class (conform/coverage.py)."""
-    return outcome_targets(cfg) | behaviour_targets(cfg)
+    outcome z3 proves possible, every behaviour class (conform/coverage.py).
+    Kept per configuration: z3 takes seconds, and a process (a test run, a
+    run of several campaigns) asks again and again."""
+    return frozenset(outcome_targets(cfg) | behaviour_targets(cfg))
 
 
 def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
                  steps: int = 40, seed: int | None = None, use_database: bool = True,
+                 database: ExampleDatabase | None = None,
                  progress: Callable[[str], None] | None = None, name: str = "provider",
                  shrink: bool = True, targets: set[str] | None = None,
-                 top_up: int = 0, shrink_budget_s: float = 120.0) -> CampaignResult:
+                 top_up: int = 0, shrink_budget_s: float = 120.0, replay_only: bool = False) -> CampaignResult:
     """Run the campaign. ``shrink=False`` stops at the first divergence as
     found (the mutation check measures time to kill, not the shortest trace).
 
@@ -82,25 +86,33 @@ def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
     target is neither reached nor UNREACHABLE, up to ``top_up`` more rounds
     of half the examples run under the next seeds: the rare paths are random
     draws, and one run can miss one.
+
+    The example database (``database``, else the default folder for
+    ``name`` and ``cfg``, conform/exampledb.py) is replayed first, so a
+    divergence found once is found again at once. Hypothesis uses it only
+    when ``seed`` is None: a seeded run is repeatable, so it reads nothing.
+    ``replay_only`` runs only the examples the database holds.
     """
     worlds: list[World] = []
     diverged: list[World] = []
     coverage = Coverage()
-    counted = {"steps": 0, "examples": 0, "rounds": 0}
+    counted = {"steps": 0, "examples": 0, "rounds": 0, "found": 0}
 
     def keep(world: World) -> None:
         if worlds:  # fold the finished example's coverage in
             _fold(coverage, worlds[-1], counted)
             if worlds[-1].divergence and not diverged:
                 diverged.append(worlds[-1])  # the first World that diverged: its log is the trace
+                counted["found"] = counted["examples"]
         worlds[:] = [world]
         counted["examples"] += 1
         if progress and counted["examples"] % 10 == 0:
             progress(f"{name}: {counted['examples']} examples, {counted['steps']} steps")
 
     machine = make_machine(factory, cfg, keep)
-    db = DirectoryBasedExampleDatabase(str(CACHE_DIR / "hypothesis")) if use_database else None
-    phases = [p for p in Phase if p not in (Phase.shrink, Phase.explain)]
+    db = (database or open_database(None, name, cfg)) if use_database else None
+    phases = ([Phase.explicit, Phase.reuse] if replay_only else
+              [p for p in Phase if p not in (Phase.shrink, Phase.explain)])
 
     def one_round(round_seed: int | None, n: int) -> str | None:
         run_settings = settings(max_examples=n, stateful_step_count=steps, deadline=None, database=db,
@@ -114,6 +126,9 @@ def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
             run_state_machine_as_test(machine, settings=run_settings)
         except (Divergence, Flaky) as exc:
             found = str(exc).splitlines()[0]
+        except unittest.SkipTest:  # nothing to replay: Hypothesis ran no example
+            if not replay_only:
+                raise
         except Exception as exc:  # noqa: BLE001  anything else out of a step is reported, not hidden
             found = f"{type(exc).__name__}: {exc}".splitlines()[0]
         finally:
@@ -122,6 +137,7 @@ def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
             _fold(coverage, worlds[-1], counted)
             if worlds[-1].divergence and not diverged:
                 diverged.append(worlds[-1])
+                counted["found"] = counted["examples"]
             worlds.clear()
         return found
 
@@ -139,12 +155,20 @@ def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
     if divergence and shrink and trace:
         if progress:
             progress(f"{name}: divergence after {found_at:.0f} s; shrinking its {len(trace)} steps")
-        result = shrink_trace(factory, cfg, list(trace), budget_s=shrink_budget_s)
-        if result is not None:
-            shrunk, divergence, shrink_s, minimal = result.steps, result.message.splitlines()[0], result.seconds, \
-                result.minimal
+        shrunk, divergence, shrink_s, minimal = shrink_divergence(factory, cfg, trace, divergence, shrink_budget_s)
     return CampaignResult(name, counted["examples"], counted["steps"], time.perf_counter() - start, coverage,
-                          divergence, shrunk, counted["rounds"], found_at, shrink_s, len(trace), minimal)
+                          divergence, shrunk, counted["rounds"], found_at, shrink_s, len(trace), minimal,
+                          counted["found"])
+
+
+def shrink_divergence(factory: ProviderFactory, cfg: Config, trace: tuple[Logged, ...], divergence: str,
+                      budget_s: float) -> tuple[tuple[Logged, ...], str, float, bool]:
+    """(trace, divergence, seconds, minimal) after shrinking ``trace``; as
+    found when it does not diverge again on fresh providers (a flaky provider)."""
+    result = shrink_trace(factory, cfg, list(trace), budget_s=budget_s)
+    if result is None:
+        return trace, divergence, 0.0, False
+    return result.steps, result.message.splitlines()[0], result.seconds, result.minimal
 
 
 def _fold(coverage: Coverage, world: World, counted: dict) -> None:

@@ -32,7 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and to its shrunk report; the medians")
     p.add_argument("--mutants", action="store_true", help="run the campaign on every seeded-bug variant of the "
                    "software provider (or with --provider rxe, of the verbs provider) and print the kill table")
+    p.add_argument("--database", metavar="DIR|redis://HOST:PORT/DB",
+                   help="the example database: a folder (default $SANSPI_CACHE/hypothesis) or a Redis server "
+                        "several machines share; each provider has its own place in it")
+    p.add_argument("--workers", metavar="N[,N...]",
+                   help="a long campaign: HypoFuzz over N processes (rxe: N lab guests) for --minutes, stopping at "
+                        "the first divergence; a list such as 1,2 runs one campaign each and compares steps/s")
+    p.add_argument("--minutes", type=float, help=f"with --workers: how long the fuzzer runs (default {FUZZ_MINUTES})")
+    p.add_argument("--dashboard", type=int, metavar="PORT",
+                   help="with --workers: serve HypoFuzz's dashboard on http://localhost:PORT while it runs")
     p.set_defaults(run=run)
+
+
+#: How long ``--workers`` fuzzes when --minutes is not given.
+FUZZ_MINUTES = 10.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--examples and --steps must be at least 1")
     if args.pages is not None and not 2 <= args.pages <= 64:
         raise UsageError(f"--pages takes 2 to 64, not {args.pages}")
+    if args.workers is not None:
+        return _fuzz(args, sizes["steps"])
+    for flag in ("minutes", "dashboard"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag} is for long campaigns: give --workers N too")
     if args.mutants:
         if args.provider not in ("sim", "rxe"):
             raise UsageError(f"--mutants takes --provider sim (the software mutants) or rxe (the verbs "
@@ -84,8 +102,23 @@ def _through_lab(args: argparse.Namespace) -> int:
 
     out = str(Path(args.out).resolve())
     inner = [a for a in sys.argv[1:]]
-    return sanspi_main(["lab", "run", "--topology", args.topology, "--rwdir", out, "--",
-                        "sanspi", *inner, "--out", out])
+    # the guests see the host read-only, except these folders: the report's,
+    # and the example database's, so what a guest finds is replayed next time
+    db = _lab_database(args)
+    return sanspi_main(["lab", "run", "--topology", args.topology, "--rwdir", out, "--rwdir", str(db), "--",
+                        "sanspi", *inner, "--out", out, "--database", str(db)])
+
+
+def _lab_database(args: argparse.Namespace) -> Path:
+    """The example database's folder for a run in lab guests (made here)."""
+    from sanspi.conform.exampledb import default_location, is_redis
+
+    if is_redis(args.database):
+        raise UsageError("--provider rxe runs in lab guests, which reach no network: give --database a folder, "
+                         "not a Redis URL")
+    db = Path(args.database or default_location()).expanduser().resolve()
+    db.mkdir(parents=True, exist_ok=True)
+    return db
 
 
 def _two_host(args: argparse.Namespace, sizes: dict) -> int:
@@ -123,32 +156,23 @@ def _two_host(args: argparse.Namespace, sizes: dict) -> int:
 def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | None = None) -> int:
     """The campaign; with ``link`` (two-host), host 1 is the agent's at its end."""
     from sanspi.conform.argtypes import check_argument_types
-    from sanspi.conform.campaign import TOP_UP_ROUNDS, campaign_targets, model_config, run_campaign
-    from sanspi.conform.coverage import UNREACHABLE, uncovered
-    from sanspi.conform.providers import ProviderError, campaign_pages, load_factory, probe, rxe_two_host
-    from sanspi.conform.report import write
+    from sanspi.conform.campaign import TOP_UP_ROUNDS, campaign_targets, run_campaign
 
-    try:
-        built = args.pages or Config().pages  # what sim and rxe are built with
-        factory = load_factory(args.provider, built) if link is None else rxe_two_host(built, link)
-        probed = probe(factory)
-        pages = campaign_pages(probed, args.pages)
-        caps, name = probed.capabilities, probed.name
-    except ProviderError as exc:
-        if link is not None and link.lost:  # not the user's input: the lab broke
-            print(f"sanspi conform: {link.lost}", file=sys.stderr)
-            return 1
-        raise UsageError(str(exc)) from None
-    cfg = model_config(caps, pages=pages)
+    factory, probed, cfg = _open(args, link)
+    if factory is None:
+        return 1
+    db, where = _database(args, cfg)
+    name = probed.name
     print(f"conform: {name} ({args.provider}, {args.topology}), {sizes['examples']} examples of up to "
-          f"{sizes['steps']} steps" + (f", seed {args.seed}" if args.seed is not None else ""))
+          f"{sizes['steps']} steps" + (f", seed {args.seed}" if args.seed is not None else "")
+          + f"; example database {where}" + (" (not used with --seed)" if args.seed is not None else ""))
     targets = campaign_targets(cfg)
     try:
         types = check_argument_types(factory)
         print(f"conform: arguments outside their type: {types[0]} calls, {len(types[1])} answered otherwise "
               f"than the spec says")
-        result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, progress=progress,
-                              name=name, targets=targets, top_up=TOP_UP_ROUNDS)
+        result = run_campaign(factory, cfg, sizes["examples"], sizes["steps"], args.seed, database=db,
+                              progress=progress, name=name, targets=targets, top_up=TOP_UP_ROUNDS)
     finally:
         if link is not None:  # host 1 may go: the targets and the report need only this host
             link.bye()
@@ -157,8 +181,41 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
         # the World saw it as a provider exception; it is a broken lab
         print(f"sanspi conform: the campaign stopped: {link.lost}", file=sys.stderr)
         return 1
-    files = write(result, args.provider, cfg, targets, Path(args.out),
-                  {"profile": args.profile, **sizes, "seed": args.seed}, hosts, types)
+    return _finish(args, result, cfg, targets, Path(args.out),
+                   {"profile": args.profile, **sizes, "seed": args.seed, "database": where}, hosts, types)
+
+
+def _open(args: argparse.Namespace, link=None):
+    """(factory, probed, cfg) for --provider and --pages; (None, None, None)
+    when the lab broke under a two-host run (the message is printed)."""
+    from sanspi.conform.providers import ProviderError, open_provider
+
+    try:
+        return open_provider(args.provider, args.pages, link)
+    except ProviderError as exc:
+        if link is not None and link.lost:  # not the user's input: the lab broke
+            print(f"sanspi conform: {link.lost}", file=sys.stderr)
+            return None, None, None
+        raise UsageError(str(exc)) from None
+
+
+def _database(args: argparse.Namespace, cfg: Config):
+    """The example database --database names for this provider, and where it is."""
+    from sanspi.conform.exampledb import DatabaseError, describe, open_database
+
+    try:
+        return open_database(args.database, args.provider, cfg), describe(args.database, args.provider, cfg)
+    except DatabaseError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _finish(args: argparse.Namespace, result, cfg: Config, targets: set[str], out: Path, settings: dict,
+            hosts: dict | None, types: tuple[int, list[str]]) -> int:
+    """Write and print the report; the exit status."""
+    from sanspi.conform.coverage import UNREACHABLE, uncovered
+    from sanspi.conform.report import write
+
+    files = write(result, args.provider, cfg, targets, out, settings, hosts, types)
     print(Path(files[0]).read_text())
     print("written: " + ", ".join(str(f) for f in files))
     if not result.ok or types[1]:
@@ -169,6 +226,147 @@ def _campaign(args: argparse.Namespace, sizes: dict, link=None, hosts: dict | No
         print(f"sanspi conform: {len(gaps)} target(s) were not reached: {shown}", file=sys.stderr)
         return 1
     return 0
+
+
+# --- long campaigns: HypoFuzz (conform/fuzz.py) ------------------------------------------------
+
+#: What a lab guest running one fuzz worker leaves for the host to merge.
+GUEST_RESULT = "fuzz-result.pickle"
+
+
+def _fuzz(args: argparse.Namespace, steps: int) -> int:
+    """``--workers N[,N...]``: one long campaign for each N; with several,
+    the steps/s of each against the first, measured in this one run."""
+    try:
+        counts = [int(n) for n in args.workers.split(",")]
+    except ValueError:
+        raise UsageError(f"--workers takes a number of processes or a list such as 1,2, "
+                         f"not {args.workers!r}") from None
+    if not counts or min(counts) < 1:
+        raise UsageError(f"--workers takes numbers of at least 1, not {args.workers!r}")
+    minutes = FUZZ_MINUTES if args.minutes is None else args.minutes
+    if not 0 < minutes < 60 * 24 * 365:
+        raise UsageError(f"--minutes must be a positive number, not {args.minutes}")
+    for flag, given in (("--examples", args.examples is not None), ("--seed", args.seed is not None),
+                        ("--mutants", args.mutants), ("--time-to-report", args.time_to_report),
+                        ("--topology two-host", args.topology == "two-host")):
+        if given:
+            raise UsageError(f"{flag} does not go with --workers (a long campaign runs for --minutes, "
+                             f"on one host's loopback)")
+    lab = args.provider == "rxe" and not _have_rdma_device() and "SANSPI_LAB_TOPOLOGY" not in os.environ
+    rows = []
+    for n in counts:
+        out = Path(args.out) if len(counts) == 1 else Path(args.out) / f"workers-{n}"
+        status, result = (_fuzz_in_lab if lab else _fuzz_here)(args, steps, n, minutes, out)
+        rows.append((n, status, result))
+    if len(counts) > 1:
+        base = rows[0][2]
+        base_rate = base.steps / base.seconds if base and base.seconds else 0.0
+        print(f"| workers | examples | steps | seconds | steps/s | against {counts[0]} worker(s) | divergence |")
+        print("|---|---|---|---|---|---|---|")
+        for n, _, r in rows:
+            rate = r.steps / r.seconds if r and r.seconds else 0.0
+            ratio = f"{rate / base_rate:.2f}" if base_rate else "-"
+            said = "-" if r is None else (r.divergence or "none").replace("|", "/")[:60]
+            print(f"| {n} | {r.examples if r else '-'} | {r.steps if r else '-'} | "
+                  f"{r.seconds if r else 0:.0f} | {rate:.1f} | {ratio} | {said} |")
+    return max(status for _, status, _ in rows)
+
+
+def _fuzz_here(args: argparse.Namespace, steps: int, workers: int, minutes: float, out: Path):
+    """HypoFuzz over ``workers`` processes on this host; (status, result)."""
+    import pickle
+
+    from sanspi.conform import fuzz
+    from sanspi.conform.argtypes import check_argument_types
+    from sanspi.conform.campaign import campaign_targets
+    from sanspi.conform.report import environment
+
+    factory, probed, cfg = _open(args)
+    db, where = _database(args, cfg)
+    targets = campaign_targets(cfg)
+    types = check_argument_types(factory)
+    print(f"conform: {probed.name} ({args.provider}), HypoFuzz {fuzz.hypofuzz_version()} over {workers} "
+          f"worker process(es) for {minutes:g} min, examples of up to {steps} steps; example database {where}"
+          + (f"; dashboard on http://localhost:{args.dashboard}/" if args.dashboard is not None else ""))
+    print(f"conform: arguments outside their type: {types[0]} calls, {len(types[1])} answered otherwise "
+          f"than the spec says")
+    target = fuzz.Target(args.provider, args.pages, steps, args.database, out.resolve() / "fuzz")
+    try:
+        result, records = fuzz.campaign(target, workers, minutes * 60, factory, cfg, probed.name, db,
+                                        dashboard=args.dashboard, progress=progress)
+    except fuzz.FuzzError as exc:
+        clear_progress()
+        print(f"sanspi conform: {exc}", file=sys.stderr)
+        return 1, None
+    clear_progress()
+    if not records:
+        print("conform: an example the database holds diverges: replayed, HypoFuzz not started")
+    out.mkdir(parents=True, exist_ok=True)
+    # for the host when this runs in a lab guest: it merges the guests' results
+    (out / GUEST_RESULT).write_bytes(pickle.dumps({"result": result, "cfg": cfg, "types": types,
+                                                   "environment": environment()}))
+    settings = {"workers": workers, "minutes": minutes, "steps": steps, "database": where,
+                "fuzzer": f"hypofuzz {fuzz.hypofuzz_version()}",
+                "steps per worker": sorted((r.steps for r in records), reverse=True) or "replayed from the database"}
+    return _finish(args, result, cfg, targets, out, settings, None, types), result
+
+
+def _fuzz_in_lab(args: argparse.Namespace, steps: int, guests: int, minutes: float, out: Path):
+    """rxe on a host without RDMA: one loopback lab guest per worker, each
+    fuzzing with one HypoFuzz process into the shared database folder (the
+    guests may write only folders passed with --rwdir); their results are
+    merged into one report here. (status, result)"""
+    import pickle
+    import subprocess
+
+    from sanspi.conform import fuzz
+    from sanspi.conform.campaign import campaign_targets
+    from sanspi.conform.exampledb import describe
+
+    db_root = _lab_database(args)
+    run_dir = out.resolve() / "fuzz"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    print(f"conform: rxe, {guests} lab guest(s) with one HypoFuzz worker each for {minutes:g} min (boot not "
+          f"counted), examples of up to {steps} steps; example database under {db_root}; guests' output in {run_dir}")
+    procs = []
+    for i in range(guests):
+        inner = ["sanspi", "conform", "--provider", "rxe", "--workers", "1", "--minutes", str(minutes),
+                 "--steps", str(steps), "--database", str(db_root), "--out", str(run_dir / f"guest-{i}")]
+        inner += ["--pages", str(args.pages)] if args.pages else []
+        argv = [sys.executable, "-m", "sanspi", "lab", "run", "--topology", "loopback", "--rwdir", str(run_dir),
+                "--rwdir", str(db_root), "--timeout", str(int(minutes * 60 + 1800)), "--", *inner]
+        with open(run_dir / f"guest-{i}.log", "w") as log:
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    started = time.monotonic()
+    while any(p.poll() is None for p in procs):
+        time.sleep(2)
+        progress(f"{sum(p.poll() is None for p in procs)} of {guests} guests running, "
+                 f"{time.monotonic() - started:.0f} s")
+    clear_progress()
+    loaded = []
+    for i, p in enumerate(procs):
+        path = run_dir / f"guest-{i}" / GUEST_RESULT
+        if not path.is_file():
+            log = run_dir / f"guest-{i}.log"
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            print(f"sanspi conform: guest {i} left no result (exit {p.returncode}): "
+                  f"{lines[-1] if lines else 'no output'}; its output: {log}", file=sys.stderr)
+            return 1, None
+        loaded.append(pickle.loads(path.read_bytes()))  # our own guests' pickles, through --rwdir
+    result = fuzz.merge([g["result"] for g in loaded])
+    cfg, types = loaded[0]["cfg"], loaded[0]["types"]
+    env = loaded[0]["environment"]
+    hosts = {"kernel": env["kernel"], "device": env["device"], "topology": f"{guests} loopback guest(s)"}
+    settings = {"workers": guests, "minutes": minutes, "steps": steps,
+                "database": describe(str(db_root), args.provider, cfg),
+                "fuzzer": f"hypofuzz {fuzz.hypofuzz_version()}, one worker a guest",
+                "steps per guest": [g["result"].steps for g in loaded]}
+    return _finish(args, result, cfg, campaign_targets(cfg), out, settings, hosts, types), result
 
 
 def _mutants(args: argparse.Namespace, sizes: dict) -> int:

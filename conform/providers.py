@@ -10,6 +10,7 @@ import attrs
 from typing import TYPE_CHECKING
 
 from sanspi.impl.interface import Capabilities, Provider, ProviderFactory
+from sanspi.model.state import Config
 
 if TYPE_CHECKING:
     from sanspi.conform.agent import AgentLink
@@ -142,3 +143,17 @@ def campaign_pages(probed: Probed, asked: int | None) -> int:
     if asked > probed.pages:
         raise ProviderError(f"--pages {asked}: {probed.name}'s address space has only {probed.pages} pages")
     return asked
+
+
+def open_provider(spec: str, pages: int | None,
+                  link: "AgentLink | None" = None) -> tuple[ProviderFactory, Probed, Config]:
+    """The factory ``spec`` names (with ``link``: rxe across two guests),
+    what one pair says about itself, and the model's configuration for a
+    campaign on it with ``pages`` (--pages; None: the provider's own).
+    Raises ProviderError (one line)."""
+    from sanspi.conform.campaign import model_config
+
+    built = pages or Config().pages  # what sim and rxe are built with
+    factory = load_factory(spec, built) if link is None else rxe_two_host(built, link)
+    probed = probe(factory)
+    return factory, probed, model_config(probed.capabilities, pages=campaign_pages(probed, pages))

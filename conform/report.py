@@ -126,6 +126,7 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: set[str], out
         "find_seconds": round(result.find_seconds, 2),
         "shrink_seconds": round(result.shrink_seconds, 2),
         "found_steps": result.found_steps,
+        "found_example": result.found_example,
         "minimal": result.minimal,
         "trace": [{"step": s.name, "args": repr(s.args), "status": s.status, "why": s.why, "issued": s.issued}
                   for s in result.trace],
@@ -148,7 +149,9 @@ def write(result: CampaignResult, spec: str, cfg: Config, targets: set[str], out
                      + ("every answer as the spec says" if not types[1] else
                         f"{len(types[1])} DIFFERENT: " + "; ".join(types[1][:5])))
     if not result.ok:
-        lines.append(f"- found after {result.find_seconds:.1f} s ({result.found_steps} steps), shrunk in "
+        lines.append(f"- found after {result.find_seconds:.1f} s"
+                     + (f" in example {result.found_example}" if result.found_example else "")
+                     + f" ({result.found_steps} steps), shrunk in "
                      f"{result.shrink_seconds:.1f} s to {len(result.trace)} steps"
                      + ("" if result.minimal else " (shrinking ran out of time: steps may remain that "
                         "do not matter)"))

@@ -6,7 +6,8 @@
     sanspi lab status                     what is installed and how runs will go
     sanspi lab peer-tests [--record]      rdma-core's own pyverbs tests on rxe
 
-Environment: ``SANSPI_CACHE`` (cache folder, default ~/.cache/sanspi/lab),
+Environment: ``SANSPI_CACHE`` (sanspi's cache folder, default ~/.cache/sanspi;
+the lab keeps its kernel and packages in its lab/ folder),
 ``SANSPI_LAB_KVM=1`` (use /dev/kvm; off by default because the Debian kernel
 hangs under KVM on these machines), ``SANSPI_LAB_BOOT_TIMEOUT`` (seconds,
 default 300), ``SANSPI_LAB_NATIVE=0`` (always use a guest).
@@ -21,7 +22,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, NoReturn, Sequence
 
 from sanspi.cli import UsageError
 from sanspi.lab import launch, peer, topology
@@ -85,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", default=str(DEFAULT_TIMEOUT), metavar="S",
                    help=f"stop everything after S seconds (default {DEFAULT_TIMEOUT:.0f})")
     p.add_argument("--kvm", action="store_true", help="use KVM (same as SANSPI_LAB_KVM=1)")
-    p.add_argument("--rwdir", metavar="DIR", help="a host folder the guest may write (created if missing); "
+    p.add_argument("--rwdir", metavar="DIR", action="append", default=[],
+                   help="a host folder the guest may write (created if missing; repeat for more); "
                    "the rest of the host's filesystem is read-only there")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.set_defaults(run=cmd_run)
@@ -181,7 +183,7 @@ class Tee:
 
 def execute(topo: str, cmd: list[str], *, kvm: bool, timeout: float,
             stdout: IO[str] = sys.stdout, stderr: IO[str] = sys.stderr,
-            interactive: bool = False, rwdir: Path | None = None) -> tuple[int, list[launch.Outcome]]:
+            interactive: bool = False, rwdirs: Sequence[Path] = ()) -> tuple[int, list[launch.Outcome]]:
     """Run ``cmd`` in ``topo``: natively when the host can, else in guests."""
     if topo not in topology.TOPOLOGIES:
         raise UsageError(f"unknown topology {topo!r} (choose from {', '.join(topology.TOPOLOGIES)})")
@@ -206,11 +208,11 @@ def execute(topo: str, cmd: list[str], *, kvm: bool, timeout: float,
         n = 2 if topo == "two-host" else 1
         paths = launch.script_slots(scripts_dir, n)
         ports = launch.free_udp_ports(2) if topo == "two-host" else (0, 0)
-        if rwdir is not None:
-            rwdir.mkdir(parents=True, exist_ok=True)
+        for folder in rwdirs:
+            folder.mkdir(parents=True, exist_ok=True)
         guests = topology.plan(topo, cmd, vmlinuz=stamp.vmlinuz, repo=repo, venv_bin=vbin,
                                kvm=kvm, script_paths=[str(p) for p in paths],
-                               ports=(ports[0], ports[1]), rwdir=rwdir)
+                               ports=(ports[0], ports[1]), rwdirs=rwdirs)
         for g, p in zip(guests, paths):
             p.write_text(g.script)
         argvs = [g.argv for g in guests]
@@ -279,7 +281,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown topology {args.topology!r} "
                          f"(choose from {', '.join(topology.TOPOLOGIES)})")
     status, _ = execute(args.topology, cmd, kvm=use_kvm(args), timeout=timeout,
-                        rwdir=Path(args.rwdir).resolve() if args.rwdir else None)
+                        rwdirs=[Path(d).resolve() for d in args.rwdir])
     return status
 
 

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from sanspi.cache import cache_root
+
 #: What the lab needs from Debian (lab/RXE-FACTS.md, "The lab itself"). virtme-ng comes
 #: from PyPI through the venv's ``lab`` extra, not from here.
 PACKAGES = (
@@ -57,10 +59,9 @@ def default_runner(argv: Sequence[str], cwd: Path | None = None) -> subprocess.C
 
 
 def cache_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
-    """``$SANSPI_CACHE`` or ``~/.cache/sanspi/lab``."""
-    if env.get("SANSPI_CACHE"):
-        return Path(env["SANSPI_CACHE"]).expanduser().absolute()
-    return Path.home() / ".cache" / "sanspi" / "lab"
+    """The lab's folder: ``lab/`` in sanspi's cache (``$SANSPI_CACHE``, by
+    default ``~/.cache/sanspi``; sanspi/cache.py)."""
+    return cache_root(env) / "lab"
 
 
 def last_line(text: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 TOPOLOGIES = ("loopback", "two-host")
 
@@ -195,7 +196,7 @@ def dgram_qemu_opts(local_port: int, remote_port: int, mac: str) -> str:
 
 
 def vng_argv(vmlinuz: Path, script_path: str, *, kvm: bool, name: str,
-             qemu_opts: str | None = None, memory: str = "1G", rwdir: Path | None = None) -> list[str]:
+             qemu_opts: str | None = None, memory: str = "1G", rwdirs: Sequence[Path] = ()) -> list[str]:
     """The vng command that boots ``vmlinuz`` and runs one script as root.
 
     One vCPU: two vCPUs per guest doubled boot time under TCG (lab/RXE-FACTS.md).
@@ -208,15 +209,15 @@ def vng_argv(vmlinuz: Path, script_path: str, *, kvm: bool, name: str,
         argv.append("--disable-kvm")
     if qemu_opts:
         argv.append(f"--qemu-opts={qemu_opts}")
-    if rwdir is not None:  # the host's filesystem is read-only in the guest: results go here
-        argv.append(f"--rwdir={rwdir}")
+    # the host's filesystem is read-only in the guest: results go to these folders
+    argv += [f"--rwdir={folder}" for folder in rwdirs]
     argv += ["--exec", f"bash {shlex.quote(script_path)}"]
     return argv
 
 
 def plan(topology: str, cmd: list[str], *, vmlinuz: Path, repo: Path,
          venv_bin: Path, kvm: bool, script_paths: list[str],
-         ports: tuple[int, int] = (0, 0), rwdir: Path | None = None) -> list[Guest]:
+         ports: tuple[int, int] = (0, 0), rwdirs: Sequence[Path] = ()) -> list[Guest]:
     """Every guest of one run. ``script_paths[i]`` is where guest i's script
     will be on the (shared) filesystem; ``ports`` are the two UDP ports of
     the two-host link on 127.0.0.1."""
@@ -227,6 +228,6 @@ def plan(topology: str, cmd: list[str], *, vmlinuz: Path, repo: Path,
         if topology == "two-host":
             opts = dgram_qemu_opts(ports[role.host], ports[1 - role.host], role.mac or "")
         argv = vng_argv(vmlinuz, script_paths[role.host], kvm=kvm,
-                        name=f"sanspi-h{role.host}", qemu_opts=opts, rwdir=rwdir)
+                        name=f"sanspi-h{role.host}", qemu_opts=opts, rwdirs=rwdirs)
         guests.append(Guest(role, script, argv))
     return guests

@@ -53,7 +53,7 @@ def test_status_reports_cache_and_kvm(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SANSPI_LAB_KVM", "1")
     assert main(["lab", "status"]) == 0
     out = capsys.readouterr().out
-    assert f"cache:        {tmp_path}" in out
+    assert f"cache:        {tmp_path / 'lab'}" in out
     assert "setup:        not done" in out
     assert "kvm:          on" in out
 

@@ -116,7 +116,8 @@ def test_kernel_package_is_read_from_apt_cache_depends():
 
 
 def test_cache_dir_follows_sanspi_cache(tmp_path):
-    assert provision.cache_dir({"SANSPI_CACHE": str(tmp_path)}) == tmp_path
+    """SANSPI_CACHE is sanspi's cache folder; the lab keeps its own lab/ in it."""
+    assert provision.cache_dir({"SANSPI_CACHE": str(tmp_path)}) == tmp_path / "lab"
     assert provision.cache_dir({}).parts[-3:] == (".cache", "sanspi", "lab")
 
 

@@ -157,6 +157,7 @@ def test_a_failing_lab_step_reports_and_exits_lab_failure(tmp_path):
 
 def test_rwdir_is_the_only_writable_host_folder():
     """Results reach the host only through --rwdir (the guest sees the host read-only)."""
-    argv = t.vng_argv(VMLINUZ, "/tmp/s.sh", kvm=False, name="g", rwdir=Path("/work/out"))
+    argv = t.vng_argv(VMLINUZ, "/tmp/s.sh", kvm=False, name="g", rwdirs=[Path("/work/out"), Path("/work/db")])
     assert "--rwdir=/work/out" in argv and argv.index("--rwdir=/work/out") < argv.index("--exec")
+    assert "--rwdir=/work/db" in argv and argv.index("--rwdir=/work/db") < argv.index("--exec")
     assert not any(a.startswith("--rwdir") for a in t.vng_argv(VMLINUZ, "/tmp/s.sh", kvm=False, name="g"))
