@@ -129,17 +129,17 @@ def test_register_write_read_and_revoke_across_hosts(lab):
                 return [WsaBufEx(n, base + a, x.value_of.get(h)) for n, a in triples]
 
             s = x.spi("rdma_write", lambda: p.rdma_write(0, bufs((PAGE, 0), (100, PAGE + 5)), x.value_of[d], 10),
-                      host=1, sock=0, sges=((h, 0, PAGE), (h, PAGE + 5, 100)), desc=d, offset=10)
+                      host=1, sock=0, sges=((PAGE, 0, h), (100, PAGE + 5, h)), desc=d, offset=10)
             assert s.status == OK
             s = x.spi("rdma_read", lambda: p.rdma_read(0, bufs((300, PAGE)), x.value_of[d], 2 * PAGE - 300),
-                      host=1, sock=0, sges=((h, PAGE, 300),), desc=d, offset=2 * PAGE - 300)
+                      host=1, sock=0, sges=((300, PAGE, h),), desc=d, offset=2 * PAGE - 300)
             assert s.status == OK
             x.memory_matches()
             # revoke: the peer's next write through it is refused by host 0's rxe
             x.spi("deregister_rdma_memory", lambda: p.deregister_rdma_memory(0, x.value_of[d]),
                   host=0, sock=0, rid=d)
             s = x.spi("rdma_write", lambda: p.rdma_write(0, bufs((8, 0)), x.value_of[d], 0),
-                      host=1, sock=0, sges=((h, 0, 8),), desc=d, offset=0)
+                      host=1, sock=0, sges=((8, 0, h),), desc=d, offset=0)
             if me == 1:
                 assert s.status == WSAECONNRESET, "the revoked window was not refused by the peer's NIC"
             assert x.model.state.hosts[0].eps[0].conn == ERRORED

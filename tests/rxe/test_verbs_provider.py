@@ -412,7 +412,7 @@ def test_forged_descriptors(world, rig):
     forged = seal(key, magic, version, MEM_READWRITE, rkey, addr, length)
     ret = p0.rdma_read(0, [WsaBufEx(8, p0.memory.base, w.ids.value_of[h])], forged, 0)
     assert ret.status == WSAECONNRESET
-    w.model.call("rdma_read", host=0, sock=0, sges=((h, 0, 8),), desc=0, offset=0, choice=1)
+    w.model.call("rdma_read", host=0, sock=0, sges=((8, 0, h),), desc=0, offset=0, choice=1)
     w.compare_memory()
     assert conn_states(w, 0) == [ERRORED, ERRORED]
     assert w.step("register_memory", host=1, sock=0, addr=0, length=8, flags=MEM_READ).status == WSAENOTCONN
@@ -440,7 +440,7 @@ def test_descriptor_works_only_on_its_connection(world, rig):
     ret = p0.rdma_write(1, [WsaBufEx(8, p0.memory.base, w.ids.value_of[h1])], lie, 0)
     assert ret.status == WSAECONNRESET
     assert p1.memory.read(p1.memory.base, PAGE) == before
-    w.model.call("rdma_write", host=0, sock=1, sges=((h1, 0, 8),), desc=0, offset=0, choice=1)
+    w.model.call("rdma_write", host=0, sock=1, sges=((8, 0, h1),), desc=0, offset=0, choice=1)
     w.compare_memory()
     assert conn_states(w, 1) == [ERRORED, ERRORED]
     # the peer's provider found out from its own QP
@@ -580,6 +580,7 @@ def test_lockstep_random_sequences(rig, record_property):
     from hypothesis import HealthCheck, settings
     from hypothesis.stateful import run_state_machine_as_test
 
+    from sanspi.conform.coverage import Coverage
     from sanspi.conform.machine import make_machine
     from sanspi.impl.interface import Capabilities
     from sanspi.impl.verbs import VerbsProvider
@@ -592,7 +593,7 @@ def test_lockstep_random_sequences(rig, record_property):
 
     before = {k: rig.res_count(k) for k in ("mr", "qp", "cq", "pd")}
     caps = Capabilities(descriptor_size=32)  # VerbsProvider's defaults
-    coverage: dict = {}
+    coverage = Coverage()
 
     def seen(world):  # the outcomes each program reached, summed (shown in the report)
         world.coverage = coverage
@@ -603,8 +604,10 @@ def test_lockstep_random_sequences(rig, record_property):
         derandomize=True, suppress_health_check=list(HealthCheck)))
     for p in made:
         p.shutdown()
-    record_property("outcomes", sorted(f"{n} {o}: {c}" for (n, o), c in coverage.items()))
-    print("\n".join(f"{n:24} {o:32} {c}" for (n, o), c in sorted(coverage.items())))
+    outcomes = coverage.outcomes
+    record_property("outcomes", sorted(f"{n} {o} [{why}]: {c}" for (n, o, why), c in outcomes.items()))
+    print("\n".join(f"{n:24} {o:32} {why:40} {c}" for (n, o, why), c in sorted(outcomes.items())))
+    assert outcomes, "the programs reached no outcome at all"
     assert [e for p in made for e in p.errors] == []
     assert {k: rig.res_count(k) for k in before} == before
 
