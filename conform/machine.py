@@ -690,20 +690,29 @@ class Lockstep(RuleBasedStateMachine):
     @rule(data=st.data())
     def revoke_then_use(self, data):
         """RDEREG-02, CACHE-03: the peer deregisters an RDMA buffer, then
-        this host aims a transfer at it that would otherwise fit."""
-        chances = [(h, sl) for h in (0, 1) for sl in self.live(1 - h, 2) if self.live(h, 1, sl.sock)]
+        this host aims at it a transfer that would otherwise succeed. What
+        is missing (a local buffer with the access, a target granting it) is
+        registered first: only a transfer that fits shows a window left
+        bound, so the rule must not depend on random registrations (on a
+        provider with few slots they rarely line up)."""
+        write, need, remote = self.direction(data)
+        chances = self.transfer_chances(need, remote)
+        if not chances:
+            up = [(h, s) for h in (0, 1) for s in range(self.cfg.sockets)
+                  if self.state.hosts[h].eps[s].conn == CONNECTED]
+            if up:
+                h, s = data.draw(st.sampled_from(up))
+                if self.ensure(data, h, s, 1, need):
+                    self.ensure(data, 1 - h, s, 2, remote)
+            chances = self.transfer_chances(need, remote)
         if not chances:
             return
-        host, target = data.draw(st.sampled_from(chances))
+        host, regs, target = data.draw(st.sampled_from(chances))
         for _ in range(target.refs):  # drop every reference, so it is revoked
             self.world.step("deregister_rdma_memory", host=1 - host, sock=target.sock,
                             desc=Ref("issued", target.rid))
-        write, need, _ = self.direction(data)
-        usable = self.live(host, 1, target.sock, need)
-        if usable:  # a transfer that would succeed but for the revocation
-            sges, offset = self.fitting(data, usable, target)
-        else:
-            sges, offset = self.sges(data, host, target.sock, need), 0
+        sges, offset = self.fitting(data, regs, target)
+        self.fill_for(data, write, host, sges, target, offset)
         self.transfer(write, host, target.sock, sges, target.rid, offset)
 
     @precondition(lambda self: self.cfg.has_cache)
@@ -872,6 +881,25 @@ class Lockstep(RuleBasedStateMachine):
         self.world.step("close", conn=sl.sock)
         self.world.step("connect", conn=sl.sock)
         self.world.step("register_memory", host=host, sock=sl.sock, addr=sl.addr, length=sl.length, flags=sl.flags)
+
+    @rule(data=st.data())
+    def same_range_other_flags(self, data):
+        """REG-05, REG-07, RREG-05: a registration is keyed by socket,
+        range and flags, so the same range with other flags is a new
+        registration (a new handle or descriptor, or WSAENOBUFS when the
+        table is full), whether the first is live or cached. A cache keyed
+        by range alone hands back the first one."""
+        chances = [(h, sl) for h in (0, 1) for sl in self.state.hosts[h].slots
+                   if sl.used and sl.length > 0 and self.state.hosts[h].eps[sl.sock].conn == CONNECTED]
+        if not chances:
+            return
+        host, sl = data.draw(st.sampled_from(chances))
+        flags = data.draw(st.sampled_from([f for f in FLAGS if f != sl.flags]))
+        if sl.kind == 1:
+            self.world.step("register_memory", host=host, sock=sl.sock, addr=sl.addr, length=sl.length, flags=flags)
+        else:
+            self.world.step("register_rdma_memory", host=host, sock=sl.sock, addr=sl.addr, length=sl.length,
+                            flags=flags, desc_len=self.cfg.descriptor_size)
 
     @rule(data=st.data())
     def use_closed_socket(self, data):
