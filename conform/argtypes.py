@@ -116,7 +116,7 @@ RULES: tuple[Rule, ...] = (
     Rule("send", "buffers", NOT_ARRAYS, _E({WSAEINVAL}), "XFER-01"),
     Rule("send", "length", NOT_INTS, _E({WSAEINVAL}), "XFER-01"),
     Rule("send", "buf", NOT_INTS, _E({WSAEFAULT}), "XFER-01"),
-    Rule("recv", "buffer", NOT_BUFFERS, _E({WSAEINVAL}), "XFER-01"),
+    Rule("recv", "buffer", NOT_BUFFERS + ([(8, 0, 0)],), _E({WSAEINVAL}), "XFER-01"),  # a list is not one WSABUFEX
 )
 
 

@@ -554,7 +554,9 @@ class SimProvider:
         status, sock = self._transfer_socket(s)
         if status:
             return Ret(status)
-        status, local = self._local(s, [buffer] if isinstance(buffer, tuple) else buffer, MEM_WRITE)
+        if not isinstance(buffer, tuple):  # one WSABUFEX, never a list of them (XFER-01)
+            return Ret(WSAEINVAL)
+        status, local = self._local(s, [buffer], MEM_WRITE)
         if status:
             return Ret(status)
         sock.qp.recv, sock.recv_handle = local[0], buffer.handle
