@@ -82,9 +82,10 @@ class VerbsHostilePeer:
 
     def connect(self, s: int, token: bytes) -> Ret:
         import pyverbs.enums as e
-        from pyverbs.addr import AHAttr, GID, GlobalRoute
         from pyverbs.cq import CQ
         from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
+
+        from sanspi.impl.verbs_endpoint import to_rts
 
         if s in self.conns:
             return Ret(WSAEINVAL, 0)
@@ -103,21 +104,7 @@ class VerbsHostilePeer:
             wf.write(json.dumps({"qpn": qp.qp_num, "psn": psn, "gid": self.gid, "key": os.urandom(16).hex()}) + "\n")
             wf.flush()
             victim = json.loads(rf.readline())
-            rts = QPAttr(port_num=PORT)
-            rts.qp_access_flags = e.IBV_ACCESS_LOCAL_WRITE
-            rts.path_mtu = e.IBV_MTU_1024
-            rts.dest_qp_num = int(victim["qpn"])
-            rts.rq_psn = int(victim["psn"])
-            rts.sq_psn = psn
-            rts.max_dest_rd_atomic = rts.max_rd_atomic = 1
-            rts.min_rnr_timer, rts.timeout, rts.retry_cnt, rts.rnr_retry = 12, 14, 7, 3
-            rts.ah_attr = AHAttr(port_num=PORT, is_global=1,
-                                 gr=GlobalRoute(dgid=GID(str(victim["gid"])), sgid_index=self.gid_index))
-            qp.to_rts(rts)
-            wf.write('{"rts": true}\n')
-            wf.flush()
-            if json.loads(rf.readline()) != {"rts": True}:
-                raise OSError("the victim did not reach RTS")
+            to_rts(qp, e.IBV_ACCESS_LOCAL_WRITE, victim, psn, self.gid_index, rf, wf)  # the honest peer's own step
             rf.close()
             wf.close()
         except Exception:

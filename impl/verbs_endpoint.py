@@ -57,6 +57,36 @@ CONNECT_DEADLINE_S = 120.0
 SIDE_ACK_DEADLINE_S = 5.0
 
 
+def to_rts(qp: Any, access: int, peer: dict, psn: int, gid_index: int, rf: Any, wf: Any) -> None:
+    """Bring an RC QP from INIT to RTS towards ``peer`` (its "qpn", "psn"
+    and "gid" as the side channel's first line gives them), then confirm
+    RTS both ways on the side channel's files ``rf``/``wf``. Every end of a
+    connection does exactly this, the hostile peer included (attack/)."""
+    from pyverbs.addr import AHAttr, GID, GlobalRoute
+    from pyverbs.qp import QPAttr
+
+    attr = QPAttr(port_num=PORT)
+    attr.qp_access_flags = access
+    attr.path_mtu = _e.IBV_MTU_1024
+    attr.dest_qp_num = int(peer["qpn"])
+    attr.rq_psn = int(peer["psn"])
+    attr.sq_psn = psn
+    attr.max_dest_rd_atomic = 1
+    attr.max_rd_atomic = 1
+    attr.min_rnr_timer = 12
+    attr.timeout = 14  # 67 ms a try: retransmits on the lossy two-host link recover
+    attr.retry_cnt = 7
+    # The switch always posts before the peer sends (XFER-03), so RNR
+    # means a bug: give up after a few retries instead of forever.
+    attr.rnr_retry = 3
+    attr.ah_attr = AHAttr(port_num=PORT, is_global=1, gr=GlobalRoute(dgid=GID(str(peer["gid"])), sgid_index=gid_index))
+    qp.to_rts(attr)
+    wf.write('{"rts": true}\n')
+    wf.flush()
+    if json.loads(rf.readline()) != {"rts": True}:
+        raise OSError("the peer did not reach RTS")
+
+
 def await_delivery(sock: socket.socket, deadline_s: float = SIDE_ACK_DEADLINE_S) -> None:
     """Wait until the peer's TCP has acknowledged everything sent on
     ``sock`` (SIOCOUTQ, unacknowledged bytes, is 0): the byte is then in
@@ -111,7 +141,6 @@ class Endpoint:
         a QP that is not ready to answer). ``conn`` becomes the endpoint's
         side channel, or is closed on failure (the exception propagates)."""
         import pyverbs.enums as e
-        from pyverbs.addr import AHAttr, GID, GlobalRoute
         from pyverbs.cq import CQ, CQEX, CqInitAttrEx
         from pyverbs.qp import QPAttr, QPCap, QPEx, QPInitAttrEx
 
@@ -146,27 +175,7 @@ class Endpoint:
                      + "\n")
             wf.flush()
             peer = json.loads(rf.readline())
-            attr = QPAttr(port_num=PORT)
-            attr.qp_access_flags = access
-            attr.path_mtu = e.IBV_MTU_1024
-            attr.dest_qp_num = int(peer["qpn"])
-            attr.rq_psn = int(peer["psn"])
-            attr.sq_psn = psn
-            attr.max_dest_rd_atomic = 1
-            attr.max_rd_atomic = 1
-            attr.min_rnr_timer = 12
-            attr.timeout = 14  # 67 ms a try: retransmits on the lossy two-host link recover
-            attr.retry_cnt = 7
-            # The switch always posts before the peer sends (XFER-03), so RNR
-            # means a bug: give up after a few retries instead of forever.
-            attr.rnr_retry = 3
-            attr.ah_attr = AHAttr(port_num=PORT, is_global=1,
-                                  gr=GlobalRoute(dgid=GID(str(peer["gid"])), sgid_index=device.gid_index))
-            qp.to_rts(attr)
-            wf.write('{"rts": true}\n')
-            wf.flush()
-            if json.loads(rf.readline()) != {"rts": True}:
-                raise OSError("peer did not reach RTS")
+            to_rts(qp, access, peer, psn, device.gid_index, rf, wf)
             rf.close()  # the file objects only; the socket stays for the side channel
             wf.close()
             ep.remote_qpn = int(peer["qpn"])
