@@ -586,6 +586,23 @@ class Lockstep(RuleBasedStateMachine):
                         out.append((h, local, t))
         return out
 
+    def ready_transfers(self, data, need, remote, refused=False):
+        """``transfer_chances``; when there are none, what is missing is
+        registered first on a live connection (a local buffer granting
+        ``need``, and a target granting ``remote`` or, with ``refused``,
+        only the other access), so a directed rule need not wait for random
+        registrations to line up."""
+        chances = self.transfer_chances(need, remote, refused)
+        if chances:
+            return chances
+        up = [(h, s) for h in (0, 1) for s in range(self.cfg.sockets)
+              if self.state.hosts[h].eps[s].conn == CONNECTED]
+        if up:
+            h, s = data.draw(st.sampled_from(up))
+            if self.ensure(data, h, s, 1, need):
+                self.ensure(data, 1 - h, s, 2, 0 if refused else remote, exact=need if refused else None)
+        return self.transfer_chances(need, remote, refused)
+
     def fitting(self, data, regs, t):
         """Buffers of the local registrations ``regs`` and an offset into
         target ``t`` that together fit it: ending at its last byte an eighth
@@ -616,15 +633,7 @@ class Lockstep(RuleBasedStateMachine):
         aim = data.draw(st.sampled_from(["granted"] * 4 + ["refused", "shared", "wraps", "one past", "other socket",
                                                             "local refusal"]))
         refused = aim == "refused"
-        chances = self.transfer_chances(need, remote, refused)
-        if not chances:  # register what is missing on a live connection
-            up = [(h, s) for h in (0, 1) for s in range(self.cfg.sockets)
-                  if self.state.hosts[h].eps[s].conn == CONNECTED]
-            if up:
-                h, s = data.draw(st.sampled_from(up))
-                if self.ensure(data, h, s, 1, need):  # a target granting the access, or only the other one
-                    self.ensure(data, 1 - h, s, 2, 0 if refused else remote, exact=need if refused else None)
-            chances = self.transfer_chances(need, remote, refused)
+        chances = self.ready_transfers(data, need, remote, refused)
         if not chances:
             return
         host, regs, t = data.draw(st.sampled_from(chances))
@@ -696,15 +705,7 @@ class Lockstep(RuleBasedStateMachine):
         bound, so the rule must not depend on random registrations (on a
         provider with few slots they rarely line up)."""
         write, need, remote = self.direction(data)
-        chances = self.transfer_chances(need, remote)
-        if not chances:
-            up = [(h, s) for h in (0, 1) for s in range(self.cfg.sockets)
-                  if self.state.hosts[h].eps[s].conn == CONNECTED]
-            if up:
-                h, s = data.draw(st.sampled_from(up))
-                if self.ensure(data, h, s, 1, need):
-                    self.ensure(data, 1 - h, s, 2, remote)
-            chances = self.transfer_chances(need, remote)
+        chances = self.ready_transfers(data, need, remote)
         if not chances:
             return
         host, regs, target = data.draw(st.sampled_from(chances))
@@ -913,8 +914,7 @@ class Lockstep(RuleBasedStateMachine):
         garbage = ((1, 0, Ref("garbage")),)
         self.world.step("post_recv", host=host, sock=conn, length=1, addr=0, handle=Ref("garbage"))
         self.world.step("send", host=host, sock=conn, sges=garbage)
-        self.transfer(data.draw(st.booleans()) or not self.cfg.has_rdma_read, host, conn, garbage, None, 0,
-                      desc=Ref("garbage"))
+        self.transfer(self.direction(data)[0], host, conn, garbage, None, 0, desc=Ref("garbage"))
         self.world.step("connect", conn=conn)
 
     @rule(data=st.data())
