@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 
-import hypothesis
-from hypothesis import HealthCheck, settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis import HealthCheck
 
 from sanspi.conform.campaign import model_config
 from sanspi.conform.machine import make_machine
 from sanspi.conform.providers import load_factory, probe
 from sanspi.conform.world import World
+from sanspi.seeded import run_seeded
 
 
 def throughput(provider: str, examples: int, steps: int, seed: int = 1, pages: int = 4) -> dict:
@@ -26,15 +25,9 @@ def throughput(provider: str, examples: int, steps: int, seed: int = 1, pages: i
     cfg = model_config(probed.capabilities, pages=pages)
     worlds: list[World] = []
     machine = make_machine(factory, cfg, worlds.append)
-    run_settings = settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
-                            suppress_health_check=list(HealthCheck), print_blob=False)
-    saved = hypothesis.core.global_force_seed
-    hypothesis.core.global_force_seed = seed
     start = time.perf_counter()
-    try:
-        run_state_machine_as_test(machine, settings=run_settings)
-    finally:
-        hypothesis.core.global_force_seed = saved
+    run_seeded(machine, seed, max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
+               suppress_health_check=list(HealthCheck), print_blob=False)
     wall = time.perf_counter() - start
     nsteps = sum(len(w.log) for w in worlds)
     step_s = sum(w.step_seconds for w in worlds)

@@ -15,17 +15,16 @@ import unittest
 from typing import Callable
 
 import attrs
-import hypothesis
-from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import HealthCheck, Phase, Verbosity
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
-from hypothesis.stateful import run_state_machine_as_test
 
 from sanspi.conform.coverage import UNREACHABLE, Coverage, behaviour_targets, outcome_targets, uncovered
 from sanspi.conform.exampledb import open_database
 from sanspi.conform.machine import make_machine
 from sanspi.conform.shrink import shrink as shrink_trace
 from sanspi.conform.world import Divergence, Logged, World
+from sanspi.seeded import run_seeded
 from sanspi.impl.interface import Capabilities, ProviderFactory
 from sanspi.model.state import Config
 
@@ -115,15 +114,12 @@ def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
               [p for p in Phase if p not in (Phase.shrink, Phase.explain)])
 
     def one_round(round_seed: int | None, n: int) -> str | None:
-        run_settings = settings(max_examples=n, stateful_step_count=steps, deadline=None, database=db,
-                                suppress_health_check=list(HealthCheck), print_blob=False, phases=phases,
-                                verbosity=Verbosity.quiet, report_multiple_bugs=False)
         counted["rounds"] += 1
-        saved_seed = hypothesis.core.global_force_seed
-        hypothesis.core.global_force_seed = round_seed
         found = None
         try:
-            run_state_machine_as_test(machine, settings=run_settings)
+            run_seeded(machine, round_seed, max_examples=n, stateful_step_count=steps, deadline=None, database=db,
+                       suppress_health_check=list(HealthCheck), print_blob=False, phases=phases,
+                       verbosity=Verbosity.quiet, report_multiple_bugs=False)
         except (Divergence, Flaky) as exc:
             found = str(exc).splitlines()[0]
         except unittest.SkipTest:  # nothing to replay: Hypothesis ran no example
@@ -131,8 +127,6 @@ def run_campaign(factory: ProviderFactory, cfg: Config, examples: int = 60,
                 raise
         except Exception as exc:  # noqa: BLE001  anything else out of a step is reported, not hidden
             found = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        finally:
-            hypothesis.core.global_force_seed = saved_seed
         if worlds:  # the round's last example
             _fold(coverage, worlds[-1], counted)
             if worlds[-1].divergence and not diverged:

@@ -181,19 +181,23 @@ def fuzz_test_case(env: dict[str, str] | os._Environ[str] = os.environ):
     """The Hypothesis test HypoFuzz fuzzes (conform/fuzz_target.py): the
     Lockstep machine on the provider ``Target`` names, recording into the
     results folder. HypoFuzz fuzzes only tests whose database is the default
-    one, so the provider's example database becomes the default profile's."""
+    one, so the provider's example database becomes the default profile's;
+    HypoFuzz passes over a derandomized test, so the profile is built from
+    Hypothesis's ``default`` one, not from a ``ci`` one loaded by itself."""
     from hypothesis import HealthCheck, settings
 
     from sanspi.conform.exampledb import open_database
     from sanspi.conform.machine import make_machine
     from sanspi.conform.providers import open_provider
+    from sanspi.seeded import own_settings
 
     target = Target.from_environment(env)
     factory, _, cfg = open_provider(target.provider, target.pages)
     # HypoFuzz passes over a test that suppresses the nested-@given check
     quiet = [h for h in HealthCheck if h is not HealthCheck.nested_given]
-    settings.register_profile("sanspi-fuzz", database=open_database(target.database, target.provider, cfg),
-                              deadline=None, suppress_health_check=quiet, stateful_step_count=target.steps)
+    settings.register_profile("sanspi-fuzz", own_settings(
+        database=open_database(target.database, target.provider, cfg), deadline=None, suppress_health_check=quiet,
+        stateful_step_count=target.steps))
     settings.load_profile("sanspi-fuzz")
     case = make_machine(factory, cfg, Recorder(target.results).on_world).TestCase
     case.settings = settings()

@@ -24,17 +24,15 @@ import time
 from typing import Any, Callable
 
 import attrs
-import hypothesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
-from hypothesis.stateful import (
-    RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test,
-)
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from sanspi.nic.access import (
     CONN_PD, DEVIATIONS, LOCAL_WRITE, MW_BIND, REMOTE_READ, REMOTE_WRITE, AccessModel, Outcome,
 )
+from sanspi.seeded import run_seeded
 
 #: MR access sets the machine registers with (ibv_reg_mr wants LOCAL_WRITE
 #: beside REMOTE_WRITE); mostly bindable ones, as the verbs provider's are.
@@ -514,21 +512,17 @@ def run_nic(nic_factory: Callable[[], Any], examples: int, steps: int, seed: int
     avoid_found = True  # while a named deviation is missing, binds that trigger a found one are not made
     for _ in range(len(DEVIATIONS) + 2):
         accepted = frozenset(f.deviation for f in found)
-        run = settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
+        try:
+            run_seeded(make_machine(nic_factory, accepted, keep, accepted if avoid_found else frozenset()), seed,
+                       max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
                        suppress_health_check=list(HealthCheck), print_blob=False,
                        phases=[Phase.generate])  # ``minimize`` shrinks: fewer replays on a real NIC
-        saved, hypothesis.core.global_force_seed = hypothesis.core.global_force_seed, seed
-        try:
-            run_state_machine_as_test(make_machine(nic_factory, accepted, keep, accepted if avoid_found else frozenset()),
-                                      settings=run)
             divergence = None
         except Divergence as exc:
             divergence = exc
         except Flaky as exc:  # the NIC answered the same steps differently: not a finding
             unknown = f"the NIC was not repeatable: {str(exc).splitlines()[0]}"
             break
-        finally:
-            hypothesis.core.global_force_seed = saved
         if divergence is None:
             if avoid_found and accepted:
                 avoid_found = False  # a last round with every bind, every known deviation accepted
