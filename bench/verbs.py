@@ -164,7 +164,10 @@ def hit_parts(p: Any, base: int, size: int, n: int) -> dict:
     expression the hit runs inline is timed in a function less the cost of
     an empty call; a call the hit makes is timed as it is; the window is
     the bind of a window made ready ahead (``prepare_ahead_us``, the work
-    the deregistration does for the next hit, is shown apart). ``regcache``
+    the deregistration does for the next hit, is shown apart), and under it
+    the bind's floor: its post (``bind_post_us``: one system call, inside
+    which rxe binds) and reading its completion (``bind_completion_us``),
+    next to one empty system call in the same guest (``syscall_us``). ``regcache``
     adds ``local_rest_us``/``rdma_rest_us``: what the parts leave of the
     whole hit (argument checks, the branches between the parts)."""
     from sanspi.impl.verbs import LOCAL, RDMA
@@ -186,15 +189,29 @@ def hit_parts(p: Any, base: int, size: int, n: int) -> dict:
     lookup = _median_us([_timed(lambda: p.table.lookup(rdma_key)) for _ in range(n)]) - call
     mapped_hit = _median_us([_timed(lambda: rdma.mapped_at != mem.generation) for _ in range(n)]) - call
     mapped_full = _median_us([_timed(lambda: mem.mapped(base, size)) for _ in range(n)]) - call
-    window, prepare = [], []
+    window, prepare, post, reap, syscall = [], [], [], [], []
     for _ in range(n):
         window.append(_timed(lambda: ep.windows.expose(rdma) or p.errors.append("expose failed")))
         ep.windows.revoke(rdma)
         prepare.append(_timed(lambda: ep.windows.prepare(rdma)))
+        syscall.append(_timed(os.getppid))
+    for _ in range(n):  # the window's floor: the bind's post (one system call, rxe binds inside it), its completion
+        ready, rdma.next = rdma.next, None
+        wr_id, qp = ep.next_wr, ep.qp
+        ep.next_wr += 1
+        qp.wr_start()
+        qp.wr_id = wr_id
+        qp.wr_bind_mw(ready.mw, ready.rkey, ready.info)
+        post.append(_timed(qp.wr_complete))
+        reap.append(_timed(lambda: ep.poll_send(wr_id) == 0 or p.errors.append("bind failed")))
+        rdma.mw, rdma.rkey = ready.mw, ready.rkey
+        ep.windows.revoke(rdma)
+        ep.windows.prepare(rdma)
     return {"python_call_us": call, "spi_guard_us": max(_median_us(spi) - _median_us(inner), 0.0),
             "conn_state_us": state, "table_lookup_us": max(lookup, 0.0), "pages_mapped_us": max(mapped_hit, 0.0),
             "pages_mapped_full_us": max(mapped_full, 0.0), "window_us": _median_us(window),
-            "prepare_ahead_us": _median_us(prepare)}
+            "bind_post_us": _median_us(post), "bind_completion_us": _median_us(reap),
+            "syscall_us": _median_us(syscall), "prepare_ahead_us": _median_us(prepare)}
 
 
 class _Hits:

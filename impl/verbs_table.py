@@ -42,6 +42,9 @@ class Registration:
         self.mw: Any = None
         self.rkey = 0
         self.next: Any = None  # verbs_windows.Exposure, made ready ahead
+        #: The bind's description (MR, range, rights): the same for every
+        #: exposure of the entry, so made once (verbs_windows.Windows.prepare).
+        self.bind_info: Any = None
 
     def key(self) -> tuple:
         return (self.kind, self.sock, self.addr, self.length, self.flags)
@@ -120,6 +123,7 @@ class RegistrationTable:
     def free(self, r: Registration) -> None:
         """Release ``r``'s window, then its MR (unpinning its pages)."""
         r.close_window()
+        r.bind_info = None  # it names the MR
         if r.mr is not None:
             mr, r.mr = r.mr, None
             self.device.dereg_mr(mr)

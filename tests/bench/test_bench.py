@@ -77,6 +77,21 @@ def test_figures_are_ratios_judged_against_their_goals():
     assert "| 800x cheaper | >= 20: met |" in table and "| 0.8x cheaper | >= 10: NOT met |" in table
 
 
+def test_the_hit_floors_are_the_state_check_and_the_bind():
+    """The floor figures: the state check for a local hit; the bind's post, its completion and the state check
+    summed for an RDMA hit; each against ibv_reg_mr + dereg. A row without the bind's parts (an older run) has
+    none."""
+    row = _regrow(MIB, 1.0, 400.0)
+    row["hit_parts"] = {"bind_post_us": 100.0, "bind_completion_us": 20.0, "conn_state_us": 40.0, "window_us": 130.0}
+    old = _regrow(4096, 1.0, 100.0)
+    figures = _doc({"regcache": {"rows": [row, old]}})["figures"]
+    floor = [f for f in figures if f["key"] == "rdma-hit-floor-vs-reg-dereg"]
+    assert [(f["size"], f["value"], f["reference"]) for f in floor] == [(MIB, 160.0, 800.0)]
+    assert floor[0]["ratio"] == pytest.approx(5.0) and floor[0]["goal"] is None
+    local = [f for f in figures if f["key"] == "local-hit-floor-vs-reg-dereg"]
+    assert [(f["size"], f["value"], f["ratio"]) for f in local] == [(MIB, 40.0, 20.0)]
+
+
 @pytest.mark.parametrize("spoil, says", [
     (lambda d: d.update(schema="other/1"), "not a sanspi-bench/1"),
     (lambda d: d["figures"][0].update(ratio=0.0), "not a positive number"),
