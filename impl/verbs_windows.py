@@ -20,7 +20,8 @@ exposure, and what an exposure needs besides the bind (the window, its key,
 the bind's description, the sealed descriptor and the answer) is made
 ready ahead: at the deregistration that puts the entry in the cache, so a
 cache hit only binds (issue 15; bench.json shows the two costs,
-``prepare_ahead_us`` and ``window_us``).
+``prepare_ahead_us`` and ``window_us``). Windows are allocated, and revoked
+ones freed, a few at a time (``BATCH``).
 """
 
 from __future__ import annotations
@@ -59,14 +60,45 @@ class Exposure:
             mw.close()
 
 
+#: Windows allocated, and revoked ones freed, this many at a time. Each
+#: exposure still takes a window of its own and frees it when revoked, but a
+#: deregistration allocates or frees one only every BATCH times: under TCG
+#: the kernel work of an allocation just before a cache hit made that hit
+#: cost about 1.7 times as much (issue 15; lab/RXE-FACTS.md).
+BATCH = 4
+
+
 class Windows:
-    """The windows of one endpoint's exposures (each registration owns its
-    own). Holds no verbs object itself; ``close`` forgets the keys."""
+    """The windows of one endpoint's exposures (each registration owns the
+    one it is exposed through and the one made ready for it). Owns the
+    windows allocated and not yet given out (``spare``), and revoked ones
+    not yet freed (``spent``: invalidated, so they grant nothing); ``close``
+    frees both and forgets the keys."""
 
     def __init__(self, ep: Any, device: Any) -> None:
         self.ep, self.device = ep, device
         #: Every rkey ever made ready on this connection (CACHE-03).
         self.exposed: set[int] = set()
+        self.spare: list[Any] = []
+        self.spent: list[Any] = []
+
+    def _window(self) -> Any:
+        """An unbound window: a spare one, after allocating BATCH if none is left."""
+        if not self.spare:
+            for _ in range(BATCH):
+                self.spare.append(self.device.alloc_mw())
+        return self.spare.pop()
+
+    def _retire(self, mw: Any) -> None:
+        """A revoked window, freed with BATCH - 1 others."""
+        self.spent.append(mw)
+        if len(self.spent) >= BATCH:
+            self._free(self.spent)
+
+    @staticmethod
+    def _free(mws: list[Any]) -> None:
+        while mws:
+            mws.pop().close()
 
     def prepare(self, r: Any) -> bool:
         """Make ``r``'s next exposure ready: allocate its window, choose a
@@ -75,7 +107,7 @@ class Windows:
         and seal the descriptor.
         False when no key is left for the window (the caller answers
         WSAENOBUFS at the exposure)."""
-        mw = self.device.alloc_mw()
+        mw = self._window()
         index = mw.rkey & ~0xFF
         for i in range(1, 256):
             key = index | ((mw.rkey + i) & 0xFF)
@@ -130,9 +162,10 @@ class Windows:
     def revoke(self, r: Any) -> None:
         """RDEREG-02: the peer loses access before the call returns. On a
         working QP a local invalidate of the key we bound (not pyverbs'
-        stale ``MW.rkey``), waited for; then the window is freed. On a QP in
-        ERR no WR can run, and none is needed: nothing reaches a dead QP,
-        and deallocating the window unbinds it."""
+        stale ``MW.rkey``), waited for; the window, now bound to nothing, is
+        freed with the next ones (``_retire``). On a QP in ERR no WR can
+        run, and none is needed: nothing reaches a dead QP, and deallocating
+        the window at once unbinds it."""
         if r.mw is None:
             return
         ep = self.ep
@@ -143,7 +176,15 @@ class Windows:
             if status != _e.IBV_WC_SUCCESS:
                 ep.fail()
         mw, r.mw = r.mw, None
-        mw.close()
+        if ep.conn == CONNECTED:
+            self._retire(mw)
+        else:
+            mw.close()  # deallocating unbinds it: nothing reaches a dead QP, and nothing may stay bound
 
     def close(self) -> None:
-        self.exposed.clear()
+        """Free the spare and spent windows (before the QP and the PD go)."""
+        try:
+            self._free(self.spent)
+        finally:
+            self._free(self.spare)
+            self.exposed.clear()
