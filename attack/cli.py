@@ -16,6 +16,8 @@ AGENT_PORT = 18532
 PROFILES = {"ci": 1000, "long": 10000}
 #: Every run stops by itself after this long, finished or not.
 TIME_LIMIT_S = {"ci": 1800.0, "long": 14400.0}
+#: What the lab run around it may add: boot, set-up, report, teardown.
+LAB_MARGIN_S = 600.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +58,11 @@ def _through_lab(args: argparse.Namespace, attempts: int) -> int:
 
     print("sanspi attack: running inside the lab (sanspi lab run)", file=sys.stderr)
     out = str(Path(args.out).resolve())
-    return sanspi_main(["lab", "run", "--topology", args.topology, "--rwdir", out, "--",
+    # The lab's own deadline comes after the run's: a long run stops by
+    # itself and writes its report (lab run's default, 1800 s, cut a long
+    # run off with no report at all).
+    deadline = TIME_LIMIT_S[args.profile] + LAB_MARGIN_S
+    return sanspi_main(["lab", "run", "--topology", args.topology, "--rwdir", out, "--timeout", f"{deadline:.0f}", "--",
                         "sanspi", "attack", "--provider", args.provider, "--topology", args.topology,
                         "--profile", args.profile, "--attempts", str(attempts), "--seed", str(args.seed),
                         "--out", out])

@@ -118,6 +118,28 @@ def exit_status(argv: list[str]) -> int:
         return exc.code
 
 
+@pytest.mark.clause("RREG-02", "RDEREG-02")
+@pytest.mark.parametrize("profile", ["ci", "long"])
+def test_the_lab_run_outlasts_the_attacks_own_time_limit(profile, tmp_path, monkeypatch):
+    """Through the lab, the guest's deadline is the run's own limit plus a margin for boot and report: the
+    lab's default (1800 s) once cut a 10,000-attempt run off before it could stop by itself and report."""
+    from sanspi.attack import cli as attack_cli
+    from sanspi import cli as sanspi_cli
+
+    asked: list[list[str]] = []
+    real_main = sanspi_cli.main
+    monkeypatch.setattr(sanspi_cli, "main", lambda argv: asked.append(argv) or 0 if argv[:2] == ["lab", "run"]
+                        else real_main(argv))
+    import argparse
+
+    args = argparse.Namespace(topology="loopback", out=str(tmp_path), provider="rxe", profile=profile, seed=0)
+    assert attack_cli._through_lab(args, 10) == 0
+    (argv,) = asked
+    deadline = float(argv[argv.index("--timeout") + 1])
+    assert deadline >= attack_cli.TIME_LIMIT_S[profile] + 300
+    assert argv.index("--timeout") < argv.index("--")
+
+
 @pytest.mark.clause("RREG-02")
 @pytest.mark.parametrize("argv", [
     ["--attempts", "0"], ["--topology", "two-host"], ["--provider", "nope"], ["--seed", "x"],
