@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--mutants runs both hosts in one process: --topology loopback")
         if args.provider == "rxe":
             if not _have_rdma_device() and "SANSPI_LAB_TOPOLOGY" not in os.environ:
-                return _through_lab(args)
+                return _through_lab(args, sizes)
             return _verbs_mutants(args)
         return _mutants(args, sizes)
     if args.topology == "two-host":
@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
         # two hosts are always two guests (rxe does not work across network
         # namespaces), even where this machine has an RDMA device of its own
         if os.environ.get("SANSPI_LAB_TOPOLOGY") != "two-host":
-            return _through_lab(args)
+            return _through_lab(args, sizes)
         return _two_host(args, sizes)
     if args.provider == "rxe" and not _have_rdma_device() and "SANSPI_LAB_TOPOLOGY" not in os.environ:
-        return _through_lab(args)
+        return _through_lab(args, sizes)
     return _campaign(args, sizes)
 
 
@@ -94,7 +94,23 @@ def _have_rdma_device() -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def _through_lab(args: argparse.Namespace) -> int:
+#: The slowest lockstep steps a second a campaign in a lab guest may run at
+#: before the lab's deadline stops it (rxe under TCG ran 30 to 77).
+SLOWEST_LAB_STEPS_PER_S = 5.0
+
+
+def lab_deadline(sizes: dict) -> int:
+    """Seconds the lab gives a campaign of ``sizes``: every example at its
+    longest, top-up rounds included, at SLOWEST_LAB_STEPS_PER_S; at least
+    lab run's default. (That default, 1800 s, would cut a ``long`` campaign
+    off with no report.)"""
+    from sanspi.conform.campaign import TOP_UP_ROUNDS
+
+    examples = sizes["examples"] * (1 + TOP_UP_ROUNDS / 2)
+    return int(max(1800, examples * sizes["steps"] / SLOWEST_LAB_STEPS_PER_S))
+
+
+def _through_lab(args: argparse.Namespace, sizes: dict) -> int:
     """No RDMA device here: run the same command inside the lab's guest,
     where the project's venv (and so ``sanspi``) is on PATH."""
     print("sanspi conform: no RDMA device on this host; running through the lab (sanspi lab run)", file=sys.stderr)
@@ -105,7 +121,8 @@ def _through_lab(args: argparse.Namespace) -> int:
     # the guests see the host read-only, except these folders: the report's,
     # and the example database's, so what a guest finds is replayed next time
     db = _lab_database(args)
-    return sanspi_main(["lab", "run", "--topology", args.topology, "--rwdir", out, "--rwdir", str(db), "--",
+    return sanspi_main(["lab", "run", "--topology", args.topology, "--rwdir", out, "--rwdir", str(db),
+                        "--timeout", str(lab_deadline(sizes)), "--",
                         "sanspi", *inner, "--out", out, "--database", str(db)])
 
 

@@ -105,3 +105,24 @@ def test_conform_require_coverage_fails_a_run_that_reached_too_little(capsys, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "were not reached" in err[0]
     assert "coverage: " in (tmp_path / "conform.md").read_text()
+
+
+@pytest.mark.parametrize("profile, at_least", [("ci", 1800), ("long", 5000 * 100 / 5)])
+def test_a_campaign_through_the_lab_gets_a_deadline_it_can_finish_in(profile, at_least, tmp_path, monkeypatch):
+    """`conform --provider rxe` on a host without RDMA runs in the lab; the lab's deadline is the whole
+    campaign's at a slow 5 steps/s (top-up rounds included), never below lab run's default: that default
+    (1800 s) would cut a `long` campaign (5,000 examples of 100 steps) off with no report."""
+    import sanspi.cli
+    from sanspi.conform import cli as conform_cli
+
+    asked: list[list[str]] = []
+    real_main = sanspi.cli.main
+    monkeypatch.setattr(sanspi.cli, "main", lambda argv: asked.append(argv) or 0 if argv[:2] == ["lab", "run"]
+                        else real_main(argv))
+    monkeypatch.setattr(conform_cli, "_have_rdma_device", lambda: False)
+    monkeypatch.delenv("SANSPI_LAB_TOPOLOGY", raising=False)
+    monkeypatch.setenv("SANSPI_CACHE", str(tmp_path / "cache"))
+    assert main(["conform", "--provider", "rxe", "--profile", profile, "--out", str(tmp_path / "out")]) == 0
+    (argv,) = asked
+    assert float(argv[argv.index("--timeout") + 1]) >= at_least
+    assert argv.index("--timeout") < argv.index("--")
