@@ -24,9 +24,9 @@ from sanspi.conform.exampledb import open_database
 from sanspi.conform.machine import make_machine
 from sanspi.conform.shrink import shrink as shrink_trace
 from sanspi.conform.world import Divergence, Logged, World
-from sanspi.seeded import run_seeded
 from sanspi.impl.interface import Capabilities, ProviderFactory
 from sanspi.model.state import Config
+from sanspi.seeded import run_seeded
 
 #: Hypothesis profiles: ``ci`` is quick, ``long`` is for campaigns that run for hours.
 PROFILES = {"ci": dict(examples=200, steps=40), "long": dict(examples=5000, steps=100)}
