@@ -220,28 +220,29 @@ class Lockstep(RuleBasedStateMachine):
             room -= n
         return tuple(out)
 
-    def refused_buffers(self, data, host, sock, sges, regs, need, room):
+    def refusals(self, data, host, sock, sges, regs, need, room):
         """``sges`` (buffers of the live registrations ``regs``, granting
-        ``need``) spoiled so that one local check refuses them: a buffer's
-        last byte past its registration, a handle that is no registration,
-        a registration without the access needed (ACC-03), an empty buffer
-        (RDMA-04), no buffers or one more than max_sge (RDMA-03)."""
-        how = data.draw(st.sampled_from(["past the buffer", "no handle", "no access", "empty", "count"]))
-        if how == "past the buffer":
-            n, a, ref = sges[-1]
-            sl = next(x for x in regs if x.rid == ref.rid)
-            return sges[:-1] + ((n, sl.addr + sl.length - n + 1, ref),)
-        if how == "no handle":
-            n, a, _ = sges[0]
-            return ((n, a, Ref("garbage", data.draw(st.integers(0, 3)))),) + sges[1:]
-        if how == "no access":
-            other = MEM_WRITE if need == MEM_READ else MEM_READ
-            lacking = self.ensure(data, host, sock, 1, 0, exact=other)
-            return self.pieces(data, lacking, room) if lacking else sges
-        if how == "empty":
-            n, a, ref = sges[0]
-            return ((0, a, ref),) + sges[1:]
-        return () if data.draw(st.booleans()) else (sges[0],) * (self.cfg.max_sge + 1)
+        ``need``) spoiled in each way one local check refuses, one list of
+        buffers per way: a buffer's last byte past its registration, a
+        handle that is no registration, a registration without the access
+        needed (ACC-03), an empty buffer (RDMA-04), no buffers or one more
+        than max_sge (RDMA-03). All of them, not one drawn: a refusal leaves
+        the state as it was, and each way is a coverage target of each call
+        (conform/coverage.py) that one draw in five left unreached in most
+        60-example campaigns."""
+        n, a, ref = sges[-1]
+        sl = next(x for x in regs if x.rid == ref.rid)
+        out = [sges[:-1] + ((n, sl.addr + sl.length - n + 1, ref),)]  # past the buffer
+        n, a, _ = sges[0]
+        out.append(((n, a, Ref("garbage", data.draw(st.integers(0, 3)))),) + sges[1:])  # no handle
+        other = MEM_WRITE if need == MEM_READ else MEM_READ
+        lacking = self.ensure(data, host, sock, 1, 0, exact=other)
+        if lacking:  # no access
+            out.append(self.pieces(data, lacking, room))
+        n, a, ref = sges[0]
+        out.append(((0, a, ref),) + sges[1:])  # empty
+        out.append(() if data.draw(st.booleans()) else (sges[0],) * (self.cfg.max_sge + 1))  # count
+        return out
 
     def ensure(self, data, host, sock, kind, grant, exact=None):
         """Live registrations of ``kind`` on ``host``'s ``sock`` granting
@@ -660,8 +661,11 @@ class Lockstep(RuleBasedStateMachine):
                                                 DWORD + offset]))
         elif aim == "one past":  # the last byte one past the target's end (RDMA-05)
             offset = t.length - total + 1
-        elif aim == "local refusal":  # a local check refuses it before the target is looked at
-            sges = self.refused_buffers(data, host, t.sock, sges, regs, need, t.length)
+        elif aim == "local refusal":  # each local check refuses it before the target is looked at
+            for spoiled in self.refusals(data, host, t.sock, sges, regs, need, t.length):
+                self.fill_for(data, write, host, spoiled, t, offset)
+                self.transfer(write, host, t.sock, spoiled, t.rid, offset)
+            return
         self.fill_for(data, write, host, sges, t, offset)
         self.transfer(write, host, t.sock, sges, t.rid, offset)
 
@@ -834,8 +838,11 @@ class Lockstep(RuleBasedStateMachine):
             if big:
                 sl = data.draw(st.sampled_from(big))
                 sges = ((room + 1, sl.addr, Ref("issued", sl.rid)),)
-        elif aim == "local refusal":
-            sges = self.refused_buffers(data, host, sock, sges, regs, MEM_READ, room)
+        elif aim == "local refusal":  # each refused at the call; the receive stays posted
+            for spoiled in self.refusals(data, host, sock, sges, regs, MEM_READ, room):
+                self.fill_for(data, True, host, spoiled)
+                self.world.step("send", host=host, sock=sock, sges=spoiled)
+            return
         self.fill_for(data, True, host, sges)
         self.world.step("send", host=host, sock=sock, sges=sges)
         if self.state.hosts[1 - host].eps[sock].recv == RECV_DONE:
