@@ -158,9 +158,9 @@ def regcache(sizes: list[int], quick: bool = False) -> list[dict]:
 
 def hit_parts(p: Any, base: int, size: int, n: int) -> dict:
     """Where a cache hit's time goes, part by part: each part the hit path
-    of ``VerbsProvider._register`` runs, run alone ``n`` times on the same
-    cached entries (medians). The SPI guard is a hit through
-    ``register_memory`` less the same hit through ``_register``; an
+    of ``VerbsProvider`` runs (``register_memory``, ``_cache_hit``), run
+    alone ``n`` times on the same cached entries (medians). The SPI guard
+    is a hit through ``register_memory`` less its ``_cache_hit`` alone; an
     expression the hit runs inline is timed in a function less the cost of
     an empty call; a call the hit makes is timed as it is; the window is
     the bind of a window made ready ahead (``prepare_ahead_us``, the work
@@ -183,8 +183,7 @@ def hit_parts(p: Any, base: int, size: int, n: int) -> dict:
     for _ in range(n):
         spi.append(_timed(lambda: p.register_memory(SOCK, base, size, MEM_READWRITE)))
         p.deregister_memory(SOCK, local.value)
-        inner.append(_timed(lambda: p._register(LOCAL, SOCK, base, size, MEM_READWRITE)))
-        p.deregister_memory(SOCK, local.value)
+        inner.append(_timed(lambda: p._cache_hit(LOCAL, SOCK, base, size, MEM_READWRITE)))
     state = _median_us([_timed(ep.state) for _ in range(n)])
     lookup = _median_us([_timed(lambda: p.table.lookup(rdma_key)) for _ in range(n)]) - call
     mapped_hit = _median_us([_timed(lambda: rdma.mapped_at != mem.generation) for _ in range(n)]) - call

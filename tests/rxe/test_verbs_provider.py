@@ -672,6 +672,32 @@ def test_no_exception_crosses_the_spi(world, rig):
     assert world.providers[1].errors == []
 
 
+@clause("CACHE-02", "CACHE-03", "REG-01", "REG-03", "REG-04", "RREG-03")
+def test_cache_hit_is_revived_only_for_int_arguments(world, rig):
+    """The cache hit's short path (``VerbsProvider._cache_hit``) finds the
+    entry by its key, and ``True == 1``, ``1.0 == 1`` hash and compare equal
+    to the ints of that key: each such argument must still get the answer
+    it gets without a cached entry, and only the int call revive it."""
+    p = world.providers[0]
+    base = p.memory.base
+    h = p.register_memory(1, base, 1, MEM_READ).value
+    d = p.register_rdma_memory(1, base, 1, MEM_READ, 32).value.descriptor
+    assert p.deregister_memory(1, h).status == OK and p.deregister_rdma_memory(1, d).status == OK
+    made = p.stats["reg_mr"]
+    for kind, call in (("local", lambda *a: p.register_memory(*a)),
+                       ("rdma", lambda *a: p.register_rdma_memory(*a, 32))):
+        assert call(True, base, 1, MEM_READ).status == WSAENOTCONN, kind  # socket True is not socket 1
+        assert call(1, float(base), 1, MEM_READ).status == WSAEFAULT, kind
+        assert call(1, base, True, MEM_READ).status == WSAEINVAL, kind
+        assert call(1, base, 1.0, MEM_READ).status == WSAEINVAL, kind
+        assert call(1, base, 1, True).status == WSAEINVAL, kind
+    assert p.register_rdma_memory(1, base, 1, MEM_READ, 32.0).status == WSAEFAULT
+    assert p.register_memory(1, base, 1, MEM_READ).value == h  # the hit, for ints
+    again = p.register_rdma_memory(1, base, 1, MEM_READ, 32)
+    assert again.status == OK and again.value.descriptor != d  # CACHE-03: re-exposed
+    assert p.stats["reg_mr"] == made and p.errors == []
+
+
 @clause("CONN-01")
 def test_peer_learns_of_a_failure_its_qp_never_saw(world, rig):
     """A send with no receive posted at the peer (a step the switch never
