@@ -2,31 +2,30 @@
 
 It completes the provider's own connection set-up as an honest peer does:
 a TCP connection to the listener's address, one JSON line each way with
-queue pair number, PSN, GID and descriptor key, both QPs to RTS, then
-``{"rts": true}`` each way; the TCP connection stays open as the side
-channel on which a failing end says "E" (CONN-01). Then it posts RDMA
-READs and WRITEs from a plain RC queue pair in a PD of its own, with any
-rkey, remote address and length, and polls their completions. When the
-victim's responder refuses one, it tells the victim on the side channel
-as the provider's protocol says a failing requester does, so the victim's
-endpoint state is the one CONN-01 predicts.
+queue pair number, PSN, GID, descriptor key and failure notice, both QPs
+and then both notice QPs to RTS, each confirmed by ``{"rts": true}`` each
+way (impl/verbs_endpoint.py; its notice is the provider's own class,
+impl/verbs_notice.py). Then it posts RDMA READs and WRITEs from a plain RC
+queue pair in a PD of its own, with any rkey, remote address and length,
+and polls their completions. When the victim's responder refuses one, it
+tells the victim through the notice as the provider's protocol says a
+failing requester does, so the victim's endpoint state is the one CONN-01
+predicts.
 """
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
 import socket
-import struct
-import termios
 import time
 from typing import Any
 
 from sanspi.attack import rdma
 from sanspi.attack.host import CLOSED, CONNECTED, ERRORED, Completion
 from sanspi.impl.interface import Ret
+from sanspi.impl.verbs_notice import Notice
 from sanspi.spi import MEM_READ, MEM_READWRITE, MEM_WRITE, OK, WSAEFAULT, WSAEINVAL, WSAENOTCONN
 
 PORT = 1
@@ -38,8 +37,8 @@ CONNECT_DEADLINE_S = 120.0
 
 
 class _Connection:
-    def __init__(self, qp: Any, cq: Any, side: socket.socket) -> None:
-        self.qp, self.cq, self.side = qp, cq, side
+    def __init__(self, qp: Any, cq: Any, notice: Notice) -> None:
+        self.qp, self.cq, self.notice = qp, cq, notice
         self.mrs: dict[int, Any] = {}  # handle -> MR over host 1's pages
 
     def close(self) -> None:
@@ -48,7 +47,7 @@ class _Connection:
         self.mrs.clear()
         self.qp.close()
         self.cq.close()
-        self.side.close()
+        self.notice.close()
 
 
 class VerbsHostilePeer:
@@ -97,19 +96,29 @@ class VerbsHostilePeer:
         attr.qp_access_flags = e.IBV_ACCESS_LOCAL_WRITE
         qp = QP(self.pd, QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq,
                                     cap=QPCap(max_send_wr=8, max_recv_wr=1, max_send_sge=4, max_recv_sge=1)), attr)
-        conn = _Connection(qp, cq, side)
+        try:
+            conn = _Connection(qp, cq, Notice(self.ctx))
+        except Exception:
+            qp.close()
+            cq.close()
+            side.close()
+            raise
         try:
             psn = 0x4242
             rf, wf = side.makefile("r"), side.makefile("w")
-            wf.write(json.dumps({"qpn": qp.qp_num, "psn": psn, "gid": self.gid, "key": os.urandom(16).hex()}) + "\n")
+            wf.write(json.dumps({"qpn": qp.qp_num, "psn": psn, "gid": self.gid, "key": os.urandom(16).hex(),
+                                 "notice": conn.notice.describe()}) + "\n")
             wf.flush()
             victim = json.loads(rf.readline())
             to_rts(qp, e.IBV_ACCESS_LOCAL_WRITE, victim, psn, self.gid_index, rf, wf)  # the honest peer's own step
+            conn.notice.connect({**victim["notice"], "gid": victim["gid"]}, self.gid_index, rf, wf)
             rf.close()
             wf.close()
         except Exception:
             conn.close()
             raise
+        finally:
+            side.close()
         self.conns[s] = conn
         self.errored.discard(s)
         return Ret(OK, 0)
@@ -191,18 +200,9 @@ class VerbsHostilePeer:
 
     @staticmethod
     def _tell(conn: _Connection) -> None:
-        """The provider's word for "this connection failed", on the side
-        channel, and wait until the victim's TCP has it (its next call reads it)."""
-        try:
-            conn.side.send(b"E")
-        except OSError:
-            return
-        end = time.monotonic() + 5.0
-        while time.monotonic() < end:
-            left = struct.unpack("i", fcntl.ioctl(conn.side.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-            if left <= 0:
-                return
-            time.sleep(0.0005)
+        """The provider's word for "this connection failed", written into
+        the victim's notice and acknowledged (its next call reads it)."""
+        conn.notice.tell()
 
     def resources(self) -> dict[str, int]:
         return rdma.counts()

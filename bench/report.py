@@ -66,8 +66,8 @@ def figure(part: str, key: str, text: str, value: float, reference: float, unit:
 
 #: What a cache hit cannot go below on this lab, whatever the provider's
 #: Python does, from the parts of ``bench.verbs.hit_parts`` measured alone:
-#: every hit checks the connection's state, one poll of its side channel (a
-#: failure at the peer is told there, CONN-01, REG-01); an RDMA hit also
+#: every hit checks the connection's state, a byte of its failure notice (a
+#: failure at the peer is written there, CONN-01, REG-01); an RDMA hit also
 #: needs a fresh key, so one bind (CACHE-03), posted (one system call,
 #: inside which rxe binds) and its completion read.
 LOCAL_FLOOR_TEXT = "WSPRegisterMemory cache hit's floor (state check) vs ibv_reg_mr+dereg"

@@ -8,7 +8,7 @@ tests/base.py splits them:
 
 * ``verbs_device.Device``: the device context, its GID and the one PD;
 * ``verbs_endpoint.Endpoint``: one connected socket, its RC QP, CQs, the
-  TCP side channel of the connection exchange and the connection's state
+  failure notice (``verbs_notice.Notice``) and the connection's state
   (CONN-01/02);
 * ``verbs_datapath.DataPath``: an endpoint's data work requests (RDMA
   WRITE/READ, SEND, the posted receive);
@@ -323,13 +323,18 @@ class VerbsProvider:
         if r is None or r.refs or r.mapped_at != self.memory.generation:
             return None
         ep = self._eps.get(s)
-        return r if ep is not None and ep.state() == CONNECTED else None
+        # ``ep.state()`` inline for the case where it has nothing to learn
+        # (connected, no failed receive, no word from the peer): the call
+        # was a tenth of a local hit; else ``_register`` asks it
+        if ep is None or ep.conn != CONNECTED or ep.suspect or ep.notice.flag.value:
+            return None
+        return r
 
     def _register(self, kind: int, s: Any, buf: Any, length: Any, flags: Any, desc_len: Any = 0) -> Ret:
         """REG-01..09, RREG-01..06, CACHE-02/03 in the spec's order. A cache
         hit (issue 15) comes here only when ``_cache_hit`` could not decide
         it (after an unmap, or with an argument not exactly an int); there it
-        costs the state check (one ``poll`` of the side channel), a dict
+        costs the state check (a byte of the notice read), a dict
         lookup and for RDMA one bind: everything else was made ready before."""
         fail = _fail_rdma if kind == RDMA else _fail_local
         ep = self._eps.get(s) if type(s) is int or _is_int(s) else None

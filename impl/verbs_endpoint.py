@@ -1,45 +1,42 @@
 """One connected socket of the verbs provider: its RC queue pair (an
 extended QP, for type-2 window binds and local invalidates), its send and
-receive CQs, the TCP side channel of the connection exchange, and the
-connection's state (CONN-01, CONN-02).
+receive CQs, its failure notice (verbs_notice) and the connection's state
+(CONN-01, CONN-02).
 
-The exchange (kept as it is: a hostile peer speaks it from outside, issue
-14): each end writes one JSON line ``{"qpn", "psn", "gid", "key"}`` (the key
-in hex is the MAC key of the descriptors it will expose, verbs_descriptor),
-reads the peer's, brings its QP to RTS, then both write and read
-``{"rts": true}``. The TCP connection then stays open as the side channel:
-its one message, the byte ``E``, says "this connection failed".
+The exchange (a hostile peer speaks it from outside, issue 14), on a TCP
+connection that is closed once it is done: each end writes one JSON line
+``{"qpn", "psn", "gid", "key", "notice"}`` (the key in hex is the MAC key
+of the descriptors it will expose, verbs_descriptor; the notice is its
+notice QP's ``{"qpn", "psn", "addr", "rkey"}``), reads the peer's, brings
+its QP to RTS and then its notice QP, each step confirmed by both ends
+writing and reading ``{"rts": true}``.
 
 Facts from the lab (lab/RXE-FACTS.md) this rests on:
 
 * A remote access error (IBV_WC_REM_ACCESS_ERR) moves *both* QPs to ERR,
   and so does an overlong send; exhausted RNR retries (or a transport
   timeout) fail only the requester's QP. So a failing end's ``fail`` tells
-  the peer on the side channel, and the peer enters the error state on its
+  the peer through the notice, and the peer enters the error state on its
   next call (CONN-01).
-* What a call costs (issue 8): the state check is a ``poll`` of the side
-  channel with timeout 0, not an ``ibv_query_qp`` (~130 us under TCG).
-  Every way a QP reaches ERR starts with a failed completion at one end,
-  whose ``fail`` writes the byte and waits until the peer's TCP has
-  acknowledged it (SIOCOUTQ is 0), so the byte is in the peer's socket
-  before the failing call returns, in one guest or across two; the QP is
-  queried only when the side channel or a failed receive says the state may
-  have changed.
+* What a call costs (issue 8, issue 15): the state check reads the
+  notice's byte in this process's memory, not an ``ibv_query_qp`` (~130 us
+  under TCG) nor a ``poll`` of a socket (a system call). Every way a QP
+  reaches ERR starts with a failed completion at one end, whose ``fail``
+  writes the peer's byte and waits for the write's ACK, so the byte is in
+  the peer's memory before the failing call returns; the QP is queried
+  only when a failed receive here says the state may have changed.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import select
 import socket
-import struct
-import termios
 import time
 from typing import Any, Callable
 
 from sanspi.impl.verbs_descriptor import Codec
 from sanspi.impl.verbs_device import PORT, Device
+from sanspi.impl.verbs_notice import Notice
 
 try:  # the hot paths' pyverbs names, bound once (a host without rdma-core imports this module too)
     import pyverbs.enums as _e
@@ -52,15 +49,10 @@ CONNECTED, ERRORED = 1, 2
 POLL_DEADLINE_S = 10.0
 #: How long accept/connect wait for the peer (the other guest may boot late).
 CONNECT_DEADLINE_S = 120.0
-#: How long a failing end waits for the peer's TCP to acknowledge the
-#: side channel's "E" (a retransmit on the two-host link takes ~200 ms).
-SIDE_ACK_DEADLINE_S = 5.0
-
-
 def to_rts(qp: Any, access: int, peer: dict, psn: int, gid_index: int, rf: Any, wf: Any) -> None:
     """Bring an RC QP from INIT to RTS towards ``peer`` (its "qpn", "psn"
-    and "gid" as the side channel's first line gives them), then confirm
-    RTS both ways on the side channel's files ``rf``/``wf``. Every end of a
+    and "gid" as the exchange's first line gives them), then confirm
+    RTS both ways on the exchange's files ``rf``/``wf``. Every end of a
     connection does exactly this, the hostile peer included (attack/)."""
     from pyverbs.addr import AHAttr, GID, GlobalRoute
     from pyverbs.qp import QPAttr
@@ -87,31 +79,13 @@ def to_rts(qp: Any, access: int, peer: dict, psn: int, gid_index: int, rf: Any, 
         raise OSError("the peer did not reach RTS")
 
 
-def await_delivery(sock: socket.socket, deadline_s: float = SIDE_ACK_DEADLINE_S) -> None:
-    """Wait until the peer's TCP has acknowledged everything sent on
-    ``sock`` (SIOCOUTQ, unacknowledged bytes, is 0): the byte is then in
-    the peer's socket, and its next call sees it. Bounded; a peer that
-    hung up or reset is not waited for."""
-    end = time.monotonic() + deadline_s
-    hup = select.poll()
-    hup.register(sock, select.POLLERR | select.POLLHUP | select.POLLRDHUP)
-    while True:
-        try:
-            left = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-        except OSError:
-            return
-        if left <= 0 or hup.poll(0) or time.monotonic() >= end:
-            return
-        time.sleep(0.0002)
-
-
 class Endpoint:
-    """One connected socket: QP, CQs, side channel and descriptor codec,
+    """One connected socket: QP, CQs, failure notice and descriptor codec,
     plus its data path (``data``, verbs_datapath). ``close`` releases the
-    data path's objects, the side channel, then the QP before its CQs; it
+    data path's objects, then the QP before its CQs, then the notice; it
     may be called again."""
 
-    def __init__(self, qp: Any, scq: Any, rcq: Any) -> None:
+    def __init__(self, qp: Any, scq: Any, rcq: Any, notice: Notice | None = None) -> None:
         from pyverbs.cq import PollCqAttr
 
         self.qp, self.scq, self.rcq = qp, scq, rcq
@@ -120,14 +94,11 @@ class Endpoint:
         self.remote_qpn = 0
         self.codec = Codec()
         self.next_wr = 1
-        #: The TCP connection of the exchange, kept open: it carries the one
-        #: message "this connection failed" when this end's QP went to ERR
-        #: without the peer's QP doing so (a local timeout, RNR retries
-        #: exhausted), so the peer still enters the error state (CONN-01).
-        self.side: socket.socket | None = None
-        #: A poll object on ``side`` (POLLIN): readable means the peer said
-        #: something or hung up, the only time ``state`` looks further.
-        self.watch: Any = None
+        #: How this end learns that the peer's end failed, and tells the
+        #: peer that its own did (CONN-01): the connection's QP may be in
+        #: ERR without the peer's being so (a local timeout, RNR retries
+        #: exhausted), and then only this takes the peer down.
+        self.notice = notice
         #: A receive completed in error here: the QP may be in ERR.
         self.suspect = False
         self.data: Any = None  # the DataPath, set by the provider
@@ -136,10 +107,11 @@ class Endpoint:
 
     @classmethod
     def establish(cls, device: Device, conn: socket.socket, max_sge: int) -> "Endpoint":
-        """Create the RC QP, swap QPN/PSN/GID/key over ``conn``, bring the
-        QP to RTS, and wait until the peer's is too (so neither end posts to
-        a QP that is not ready to answer). ``conn`` becomes the endpoint's
-        side channel, or is closed on failure (the exception propagates)."""
+        """Create the RC QP and the notice, swap their QPN/PSN, the GID, the
+        key and the notice's page over ``conn``, bring the QP and then the
+        notice's QP to RTS, waiting each time until the peer's is too (so
+        neither end posts to a QP that is not ready to answer). ``conn`` is
+        closed in every case (the exception, if any, propagates)."""
         import pyverbs.enums as e
         from pyverbs.cq import CQ, CQEX, CqInitAttrEx
         from pyverbs.qp import QPAttr, QPCap, QPEx, QPInitAttrEx
@@ -169,78 +141,61 @@ class Endpoint:
         qp.wr_flags = e.IBV_SEND_SIGNALED
         ep = cls(qp, scq, rcq)
         try:
+            ep.notice = Notice(device.ctx)
             psn = (qp.qp_num * 2654435761) & 0xFFFFFF  # any PSN works; a fixed one keeps runs repeatable
             rf, wf = conn.makefile("r"), conn.makefile("w")
-            wf.write(json.dumps({"qpn": qp.qp_num, "psn": psn, "gid": device.gid, "key": ep.codec.key.hex()})
-                     + "\n")
+            wf.write(json.dumps({"qpn": qp.qp_num, "psn": psn, "gid": device.gid, "key": ep.codec.key.hex(),
+                                 "notice": ep.notice.describe()}) + "\n")
             wf.flush()
             peer = json.loads(rf.readline())
             to_rts(qp, access, peer, psn, device.gid_index, rf, wf)
-            rf.close()  # the file objects only; the socket stays for the side channel
+            ep.notice.connect({**peer["notice"], "gid": peer["gid"]}, device.gid_index, rf, wf)
+            rf.close()
             wf.close()
             ep.remote_qpn = int(peer["qpn"])
             ep.codec.set_peer(bytes.fromhex(str(peer["key"])))
         except Exception:
-            conn.close()
             ep.close()
             raise
-        conn.setblocking(False)
-        ep.side = conn
-        ep.watch = select.poll()
-        ep.watch.register(conn, select.POLLIN)
+        finally:
+            conn.close()
         return ep
 
     # --- state (CONN-01, CONN-02) -----------------------------------------------
 
     def state(self) -> int:
         """CONNECTED or ERRORED, after learning whether the connection
-        failed at the other end. The peer's ``fail`` has put its "E" into
-        our side channel's socket before its call returned, so a ``poll``
-        with timeout 0 tells; only then (or after a receive failed here) is
-        the QP queried: ERR, or the peer's word, is the error state."""
-        if self.conn == CONNECTED and (self.suspect or (self.watch is not None and self.watch.poll(0))):
-            self.suspect = False
-            if self.qp_state() == _e.IBV_QPS_ERR or self._peer_failed():
-                self.fail()
+        failed at the other end. The peer's ``fail`` has written the
+        notice's byte into our memory before its call returned, so reading
+        it tells; the QP is queried only after a receive failed here: ERR,
+        or the peer's word, is the error state."""
+        if self.conn == CONNECTED:
+            if self.notice.flag.value:
+                self.fail(tell=False)
+            elif self.suspect:
+                self.suspect = False
+                if self.qp_state() == _e.IBV_QPS_ERR:
+                    self.fail()
         return self.conn
 
     def qp_state(self) -> int:
         attr, _ = self.qp.query(_e.IBV_QP_STATE)
         return attr.qp_state
 
-    def _peer_failed(self) -> bool:
-        """Has the peer said, on the side channel, that the connection failed?
-        At the end of its stream (the peer closed it) nothing more can come:
-        the channel is no longer watched."""
-        if self.side is None:
-            return False
-        try:
-            got = self.side.recv(1)
-        except (BlockingIOError, InterruptedError):
-            return False  # nothing said: the usual case
-        except OSError:
-            self.watch = None
-            return False
-        if not got:
-            self.watch = None
-        return got == b"E"
-
-    def fail(self) -> None:
+    def fail(self, tell: bool = True) -> None:
         """CONN-01 on this end: the error state; a posted receive is done,
-        aborted (its flush completion, if it comes, is ignored)."""
+        aborted (its flush completion, if it comes, is ignored). The peer
+        is told (``tell``) unless it is the one that told us."""
         if self.conn == ERRORED:
             return
         self.conn = ERRORED
         state = self.qp_state()
         # Tell the peer in any case: its QP is in ERR too after a remote
         # access error, but not after a local timeout or exhausted RNR
-        # retries, and then only this message takes it down (CONN-01).
-        if self.side is not None:
-            try:
-                self.side.send(b"E")
-                await_delivery(self.side)
-            except OSError:
-                pass  # the peer is gone: nothing left to tell
+        # retries, and then only this takes it down (CONN-01). A peer that
+        # is gone is not waited for beyond the notice's deadline.
+        if tell and self.notice is not None:
+            self.notice.tell()
         if state != _e.IBV_QPS_ERR:  # a local timeout: take the QP down too
             from pyverbs.qp import QPAttr
 
@@ -295,14 +250,10 @@ class Endpoint:
     # --- teardown -------------------------------------------------------------------
 
     def close(self) -> None:
-        self.watch = None
         if self.data is not None:
             self.data.close()
         self.codec.close()
-        if self.side is not None:
-            self.side.close()
-            self.side = None
-        for name in ("qp", "scq", "rcq"):
+        for name in ("qp", "scq", "rcq", "notice"):
             obj = getattr(self, name)
             if obj is not None:
                 setattr(self, name, None)

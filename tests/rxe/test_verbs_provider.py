@@ -530,9 +530,11 @@ def test_close_releases_everything_of_the_socket(world, rig):
     d = rig.rreg(w, host=1, sock=0)
     keep = rig.reg(w, host=0, sock=1, addr=PAGE, length=8)
     w.step("deregister_memory", host=0, sock=0, handle=rig.issued(h))  # cached
-    mrs, qps = rig.res_count("mr"), rig.res_count("qp")
+    mrs, qps, pds = rig.res_count("mr"), rig.res_count("qp"), rig.res_count("pd")
     w.step("close", conn=0)
-    assert rig.res_count("mr") == mrs - 2 and rig.res_count("qp") == qps - 2
+    # both registrations' MRs, and at each end the connection's QP and its
+    # notice (QP, page's MR, PD: impl/verbs_notice.py)
+    assert (rig.res_count("mr"), rig.res_count("qp"), rig.res_count("pd")) == (mrs - 4, qps - 4, pds - 2)
     w.step("connect", conn=0)
     assert w.step("deregister_memory", host=0, sock=0, handle=rig.issued(h)).status == WSAEINVAL
     assert w.step("deregister_rdma_memory", host=1, sock=0, desc=rig.issued(d)).status == WSAEINVAL
@@ -698,12 +700,32 @@ def test_cache_hit_is_revived_only_for_int_arguments(world, rig):
     assert p.stats["reg_mr"] == made and p.errors == []
 
 
+@clause("CONN-01", "RREG-02")
+def test_failure_notice_is_written_only_from_its_own_connection(world, rig):
+    """A connection's failure notice is a page with remote write
+    (impl/verbs_notice.py). Only that connection's notice QP may reach it:
+    the page's MR is in a PD of its own, and rxe looks an rkey up in the PD
+    of the QP it arrived on. Otherwise a peer of one connection could end
+    another by writing its notice."""
+    p0, p1 = world.providers
+    target = p1._eps[0].notice.describe()  # host 1's notice page of connection 0
+    other = p0._eps[1].notice  # host 0's notice QP of connection 1, connected to host 1's of connection 1
+    other.peer = {**other.peer, "addr": target["addr"], "rkey": target["rkey"]}
+    assert other.tell() is False, "a notice page was written from another connection"
+    assert p1._eps[0].notice.flag.value == 0
+    for host in (0, 1):  # neither connection's state changed
+        for sock in (0, 1):
+            assert world.step("register_memory", host=host, sock=sock, addr=0, length=8,
+                              flags=MEM_READ).status == OK
+    assert p0.errors == p1.errors == []
+
+
 @clause("CONN-01")
 def test_peer_learns_of_a_failure_its_qp_never_saw(world, rig):
     """A send with no receive posted at the peer (a step the switch never
     takes, so the model is not asked) fails at the sender when rxe's RNR
     retries run out; the peer's QP stays in RTS. The sender's provider says
-    so on the connection's side channel, and the peer's provider enters the
+    so through the connection's notice, and the peer's provider enters the
     error state on its next call, as CONN-01 wants of both ends."""
     from sanspi.impl.interface import WsaBufEx
 
