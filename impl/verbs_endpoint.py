@@ -49,6 +49,8 @@ CONNECTED, ERRORED = 1, 2
 POLL_DEADLINE_S = 10.0
 #: How long accept/connect wait for the peer (the other guest may boot late).
 CONNECT_DEADLINE_S = 120.0
+
+
 def to_rts(qp: Any, access: int, peer: dict, psn: int, gid_index: int, rf: Any, wf: Any) -> None:
     """Bring an RC QP from INIT to RTS towards ``peer`` (its "qpn", "psn"
     and "gid" as the exchange's first line gives them), then confirm
