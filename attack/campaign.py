@@ -624,7 +624,15 @@ class Attack:
                     self.result.stopped = (f"the time limit ({self.time_limit_s:.0f} s) came after "
                                            f"{self.result.attempts} of {self.result.asked} attempts")
                     break
-                self.session(start)
+                try:
+                    self.session(start)
+                except TimeoutError as exc:
+                    # a completion that never came (the hostile peer's own,
+                    # or the victim's) is the lab failing, not a finding: the
+                    # run stops and reports what it did, and is not ok
+                    self.result.stopped = (f"a lab failure after {self.result.attempts} of {self.result.asked} "
+                                           f"attempts: {type(exc).__name__}: {exc}")
+                    break
         finally:
             self.result.seconds = time.perf_counter() - start
         return self.result

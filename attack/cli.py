@@ -177,4 +177,6 @@ def _attack(args: argparse.Namespace, attempts: int, factory: Callable, observe_
     files = write(result, Path(args.out), {"profile": args.profile, "attempts": attempts, "seed": args.seed}, hosts)
     print("written: " + ", ".join(str(f) for f in files))
     print(files[0].read_text(), end="")  # its last line: the totals
+    if result.stopped:
+        print(f"sanspi attack: the run stopped: {result.stopped}", file=sys.stderr)
     return 0 if result.ok else 1

@@ -111,6 +111,37 @@ def test_the_command_exits_1_on_a_success(tmp_path, monkeypatch, capsys):
     assert "successes" in capsys.readouterr().out
 
 
+class PeerTimesOut(SimHostilePeer):
+    """The hostile peer's completion never comes after its 30th post, as on
+    the two-host link once in a 10,000-attempt run (README)."""
+
+    posts = 0
+
+    def post(self, *args, **kwargs):
+        PeerTimesOut.posts += 1
+        if PeerTimesOut.posts > 30:
+            raise TimeoutError("no completion within 10.0 s")
+        return super().post(*args, **kwargs)
+
+
+@pytest.mark.clause("RREG-02", "RDEREG-02")
+def test_a_lab_timeout_stops_the_run_with_its_report_and_exit_1(tmp_path, monkeypatch, capsys):
+    import sanspi.attack.cli as cli
+
+    def make():
+        victim, honest = sim_pair(Capabilities(), PAGES)
+        return victim, PeerHost(honest, PeerTimesOut(honest))
+
+    PeerTimesOut.posts = 0
+    monkeypatch.setattr(cli, "_factory", lambda name: make)
+    assert main(["attack", "--provider", "sim", "--attempts", "200", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "the run stopped: a lab failure after" in err and "no completion within 10.0 s" in err
+    assert "Traceback" not in err
+    md = (tmp_path / "attack.md").read_text()
+    assert "a lab failure after" in md and md.splitlines()[-1].startswith("Total: ")
+
+
 def exit_status(argv: list[str]) -> int:
     try:
         return main(argv)
