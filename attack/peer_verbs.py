@@ -111,7 +111,7 @@ class VerbsHostilePeer:
             wf.flush()
             victim = json.loads(rf.readline())
             to_rts(qp, e.IBV_ACCESS_LOCAL_WRITE, victim, psn, self.gid_index, rf, wf)  # the honest peer's own step
-            conn.notice.connect({**victim["notice"], "gid": victim["gid"]}, self.gid_index, rf, wf)
+            conn.notice.connect(victim, self.gid_index, rf, wf)
             rf.close()
             wf.close()
         except Exception:

@@ -87,7 +87,7 @@ class Endpoint:
     data path's objects, then the QP before its CQs, then the notice; it
     may be called again."""
 
-    def __init__(self, qp: Any, scq: Any, rcq: Any, notice: Notice | None = None) -> None:
+    def __init__(self, qp: Any, scq: Any, rcq: Any) -> None:
         from pyverbs.cq import PollCqAttr
 
         self.qp, self.scq, self.rcq = qp, scq, rcq
@@ -99,8 +99,9 @@ class Endpoint:
         #: How this end learns that the peer's end failed, and tells the
         #: peer that its own did (CONN-01): the connection's QP may be in
         #: ERR without the peer's being so (a local timeout, RNR retries
-        #: exhausted), and then only this takes the peer down.
-        self.notice = notice
+        #: exhausted), and then only this takes the peer down. Made by
+        #: ``establish``.
+        self.notice: Notice | None = None
         #: A receive completed in error here: the QP may be in ERR.
         self.suspect = False
         self.data: Any = None  # the DataPath, set by the provider
@@ -151,7 +152,7 @@ class Endpoint:
             wf.flush()
             peer = json.loads(rf.readline())
             to_rts(qp, access, peer, psn, device.gid_index, rf, wf)
-            ep.notice.connect({**peer["notice"], "gid": peer["gid"]}, device.gid_index, rf, wf)
+            ep.notice.connect(peer, device.gid_index, rf, wf)
             rf.close()
             wf.close()
             ep.remote_qpn = int(peer["qpn"])

@@ -77,12 +77,14 @@ class Notice:
         return {"qpn": self.qp.qp_num, "psn": self.psn, "addr": self.mr.buf, "rkey": self.mr.rkey}
 
     def connect(self, peer: dict, gid_index: int, rf: Any, wf: Any) -> None:
-        """Bring the notice QP to RTS towards the peer's (``peer``: its
-        ``describe``), confirmed both ways on the exchange's files."""
+        """Bring the notice QP to RTS towards the peer's (``peer``: the
+        peer's first line of the exchange, its ``"notice"`` and ``"gid"``),
+        confirmed both ways on the exchange's files."""
         from sanspi.impl.verbs_endpoint import to_rts
 
-        self.peer = {"qpn": int(peer["qpn"]), "psn": int(peer["psn"]), "gid": peer["gid"],
-                     "addr": int(peer["addr"]), "rkey": int(peer["rkey"])}
+        theirs = peer["notice"]
+        self.peer = {"qpn": int(theirs["qpn"]), "psn": int(theirs["psn"]), "gid": peer["gid"],
+                     "addr": int(theirs["addr"]), "rkey": int(theirs["rkey"])}
         to_rts(self.qp, self.access, self.peer, self.psn, gid_index, rf, wf)
 
     def tell(self) -> bool:
